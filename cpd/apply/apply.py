@@ -1,0 +1,75 @@
+"""Physically remove channels: slice every member tensor, then fix attributes."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from cpd.apply.modules import fix_module
+from cpd.groups.indexing import kept_positions, new_size
+from cpd.plan.plan import Plan
+
+
+def apply_plan(model: nn.Module, plan: Plan, inplace: bool = False) -> nn.Module:
+    """Return ``model`` with the plan's channels removed (a copy unless ``inplace``).
+
+    Every parameter and buffer listed in ``plan.dims`` is sliced with
+    ``index_select`` along each dim whose tree lost positions; tied tensors stay
+    tied. Then integer attributes bound to group sizes are rewritten, and each
+    module's own size attributes are re-derived from its new weights.
+
+    Raises:
+        KeyError: a tensor named in the plan does not exist in ``model`` (the plan
+            belongs to another architecture).
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    keep = plan.keep
+    mods = dict(model.named_modules())
+    new: dict[int, torch.Tensor] = {}  # id(old tensor) -> replacement (keeps ties)
+    touched: set[str] = set()
+    for name, trees in plan.dims.items():
+        owner, _, leaf = name.rpartition(".")
+        mod = mods.get(owner)
+        if mod is None or not hasattr(mod, leaf):
+            raise KeyError(f"plan names tensor {name!r}, which this model does not have; "
+                           "was the plan made for another architecture?")
+        old = getattr(mod, leaf)
+        if not isinstance(old, torch.Tensor):
+            continue
+        if id(old) not in new:
+            t = old.detach()
+            for d, tree in enumerate(trees):
+                if tree.size != t.shape[d]:
+                    raise KeyError(f"plan expects {name} dim {d} of size {tree.size}, "
+                                   f"found {t.shape[d]}; the plan is for another model")
+                idx = kept_positions(tree, keep)
+                if len(idx) < t.shape[d]:
+                    t = t.index_select(d, torch.tensor(idx, dtype=torch.long, device=t.device))
+            if isinstance(old, nn.Parameter):
+                t = nn.Parameter(t.clone(), requires_grad=old.requires_grad)
+            else:
+                t = t.clone()
+            new[id(old)] = t
+        if leaf in mod._parameters:
+            mod._parameters[leaf] = new[id(old)]
+        elif leaf in mod._buffers:
+            mod._buffers[leaf] = new[id(old)]
+        touched.add(owner)
+    for b in plan.bindings:
+        m = mods.get(b.module)
+        if m is None:
+            continue
+        vals = []
+        for cands in b.trees:
+            sizes = {new_size(t, keep) for t in cands}
+            if len(sizes) != 1:
+                raise ValueError(f"{b.module}.{b.attr} would need two sizes {sorted(sizes)}")
+            vals.append(sizes.pop())
+        value = vals[0] if b.container == "int" else (tuple(vals) if b.container == "tuple" else vals)
+        setattr(m, b.attr, value)
+    for owner in touched:
+        fix_module(mods[owner])
+    return model

@@ -1,0 +1,123 @@
+"""Integer attributes that must follow the pruned sizes (``num_heads``, ``groups``...).
+
+Python code reads sizes from module attributes (``view(B, N, self.num_heads, -1)``),
+which pruning the weights does not change. While tracing, every size literal an op
+received (a ``view`` shape, a ``split`` list, a conv's ``groups``) is recorded with
+the channel dims it sized, together with the dims each module produced. Here a
+module's int (or int tuple) attributes are matched against those sizes, so that
+apply can rewrite them. A match is only made to dims that can actually be pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from cpd.groups.rules.registry import Binding
+from cpd.groups.space import Space, Tree
+
+
+@dataclass
+class AttrBinding:
+    """``module.attr`` follows ``trees``: element i's new value is the new size of
+    ``trees[i]`` (every candidate tree in that list must agree)."""
+
+    module: str
+    attr: str
+    trees: list[list[Tree]]
+    container: str  # "int", "tuple" or "list"
+
+    def to_json(self) -> dict:
+        return {"module": self.module, "attr": self.attr, "container": self.container,
+                "trees": [[t.to_json() for t in c] for c in self.trees]}
+
+    @staticmethod
+    def from_json(d: dict) -> "AttrBinding":
+        trees = [[Tree.from_json(t) for t in c] for c in d["trees"]]
+        return AttrBinding(d["module"], d["attr"], trees, d["container"])
+
+
+def _int_attrs(m: nn.Module) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in vars(m).items():
+        if k.startswith("_") or isinstance(v, bool):
+            continue
+        if isinstance(v, int) and v > 1:
+            out[k] = v
+        elif (isinstance(v, (tuple, list)) and v and len(v) <= 8
+              and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            out[k] = v
+    return out
+
+
+def resolve_bindings(
+    model: nn.Module,
+    literals: list[Binding],
+    produced: dict[str, list[list[int]]],
+    space: Space,
+    frozen: dict[int, str],
+    relabel: dict[int, int],
+) -> list[AttrBinding]:
+    """Match module attributes to the sizes of prunable dims (see module docstring)."""
+    mods = dict(model.named_modules())
+
+    def live(dim: list[int]) -> Tree | None:
+        t = space.tree(dim)
+        if not any(leaf not in frozen for leaf in t.leaves()):
+            return None
+        return _relabel(t, relabel)
+
+    by_mod: dict[str, list[Binding]] = {}
+    for b in literals:
+        by_mod.setdefault(b.module, []).append(b)
+    out: list[AttrBinding] = []
+    for name in sorted(set(by_mod) | set(produced)):
+        m = mods.get(name)
+        if m is None:
+            continue
+        for attr, val in _int_attrs(m).items():
+            if isinstance(val, int):
+                cands = _int_candidates(val, by_mod.get(name, []), produced.get(name, []),
+                                        space, live)
+                if cands:
+                    out.append(AttrBinding(name, attr, [cands], "int"))
+                continue
+            for b in by_mod.get(name, []):
+                if tuple(val) == b.value:
+                    trees = [live(d) for d in b.dims]
+                    if any(t is not None for t in trees):
+                        full = [[t] if t is not None else [Tree("leaf", v)]
+                                for t, v in zip(trees, b.value)]
+                        kind = "tuple" if isinstance(val, tuple) else "list"
+                        out.append(AttrBinding(name, attr, full, kind))
+                        break
+    return out
+
+
+def _int_candidates(val, lits, dims, space, live) -> list[Tree]:  # noqa: ANN001
+    """Trees an int attribute may stand for: literal args first, else produced dims."""
+    seen: dict[str, Tree] = {}
+    for b in lits:
+        for v, d in zip(b.value, b.dims):
+            if v == val and (t := live(d)) is not None:
+                seen.setdefault(repr(t.to_json()), t)
+    if seen:
+        return list(seen.values())
+    for d in dims:
+        if _size(space, d) == val and (t := live(d)) is not None:
+            seen.setdefault(repr(t.to_json()), t)
+    return list(seen.values())
+
+
+def _size(space: Space, dim: list[int]) -> int:
+    n = 1
+    for a in dim:
+        n *= space.size[space.find(a)]
+    return n
+
+
+def _relabel(t: Tree, relabel: dict[int, int]) -> Tree:
+    if t.kind == "leaf":
+        return Tree("leaf", t.size, group=relabel.get(t.group, -1))
+    return Tree(t.kind, t.size, children=[_relabel(c, relabel) for c in t.children])
