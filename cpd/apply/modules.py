@@ -13,6 +13,15 @@ import torch.nn as nn
 
 Fixer = Callable[[nn.Module], None]
 FIXERS: dict[type, Fixer] = {}
+# Attributes of known module types that follow a size literal seen in the trace
+# (everything else of theirs is re-derived from the weights by the fixer).
+TRACED_ATTRS: dict[type, frozenset[str]] = {
+    nn.Conv1d: frozenset({"groups"}), nn.Conv2d: frozenset({"groups"}),
+    nn.Conv3d: frozenset({"groups"}), nn.ConvTranspose1d: frozenset({"groups"}),
+    nn.ConvTranspose2d: frozenset({"groups"}), nn.ConvTranspose3d: frozenset({"groups"}),
+    nn.GroupNorm: frozenset({"num_groups"}),
+    nn.MultiheadAttention: frozenset({"num_heads"}),
+}
 
 
 def fixer(*types: type) -> Callable[[Fixer], Fixer]:
@@ -24,6 +33,20 @@ def fixer(*types: type) -> Callable[[Fixer], Fixer]:
         return fn
 
     return deco
+
+
+def has_fixer(m: nn.Module) -> bool:
+    return any(t in FIXERS for t in type(m).__mro__)
+
+
+def traced_attrs(m: nn.Module) -> frozenset[str] | None:
+    """Attributes binding may set on ``m``: None means any (an unknown module type)."""
+    if not has_fixer(m):
+        return None
+    for t in type(m).__mro__:
+        if t in TRACED_ATTRS:
+            return TRACED_ATTRS[t]
+    return frozenset()
 
 
 def fix_module(m: nn.Module) -> None:

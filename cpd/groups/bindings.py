@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from cpd.apply.modules import has_fixer, traced_attrs
 from cpd.groups.rules.registry import Binding
 from cpd.groups.space import Space, Tree
 
@@ -27,6 +28,7 @@ class AttrBinding:
     attr: str
     trees: list[list[Tree]]
     container: str  # "int", "tuple" or "list"
+    literal: bool = True  # matched an op's size literal (not a guess from produced dims)
 
     def to_json(self) -> dict:
         return {"module": self.module, "attr": self.attr, "container": self.container,
@@ -57,33 +59,45 @@ def resolve_bindings(
     produced: dict[str, list[list[int]]],
     space: Space,
     frozen: dict[int, str],
-    relabel: dict[int, int],
-) -> list[AttrBinding]:
-    """Match module attributes to the sizes of prunable dims (see module docstring)."""
+    relabel: dict[int, int] | None,
+) -> tuple[list[AttrBinding], list[tuple[Binding, int]]]:
+    """Match module attributes to the sizes of prunable dims (see module docstring).
+
+    Returns the attribute bindings, and the elements ``(binding, i)`` of required
+    literals that no attribute can carry (their dims must be frozen).
+    """
     mods = dict(model.named_modules())
 
     def live(dim: list[int]) -> Tree | None:
         t = space.tree(dim)
         if not any(leaf not in frozen for leaf in t.leaves()):
             return None
-        return _relabel(t, relabel)
+        return t if relabel is None else _relabel(t, relabel)
 
     by_mod: dict[str, list[Binding]] = {}
     for b in literals:
         by_mod.setdefault(b.module, []).append(b)
     out: list[AttrBinding] = []
+    unmet: list[tuple[Binding, int]] = []
     for name in sorted(set(by_mod) | set(produced)):
         m = mods.get(name)
         if m is None:
             continue
-        for attr, val in _int_attrs(m).items():
+        attrs = _int_attrs(m)
+        allowed = traced_attrs(m)
+        if allowed is not None:
+            attrs = {k: v for k, v in attrs.items() if k in allowed}
+        lits = by_mod.get(name, [])
+        # Known module types re-derive sizes from their weights: only their literal
+        # args (a conv's groups) are bound, never guesses from produced dims.
+        dims = [] if has_fixer(m) else produced.get(name, [])
+        for attr, val in attrs.items():
             if isinstance(val, int):
-                cands = _int_candidates(val, by_mod.get(name, []), produced.get(name, []),
-                                        space, live)
+                cands, literal = _int_candidates(val, lits, dims, space, live)
                 if cands:
-                    out.append(AttrBinding(name, attr, [cands], "int"))
+                    out.append(AttrBinding(name, attr, [cands], "int", literal))
                 continue
-            for b in by_mod.get(name, []):
+            for b in lits:
                 if tuple(val) == b.value:
                     trees = [live(d) for d in b.dims]
                     if any(t is not None for t in trees):
@@ -92,22 +106,49 @@ def resolve_bindings(
                         kind = "tuple" if isinstance(val, tuple) else "list"
                         out.append(AttrBinding(name, attr, full, kind))
                         break
+        if allowed is None:  # known modules handle their own literals
+            unmet += _unmet(lits, attrs, live)
+        else:
+            unmet += [(b, i) for b, i in _unmet(lits, attrs, live) if _traced(b, allowed, attrs)]
+    return out, unmet
+
+
+def _traced(b: Binding, allowed: frozenset[str], attrs: dict[str, object]) -> bool:
+    """A known module's literal is required only if it is one of its traced attributes
+    (a conv's groups); its other literals (Linear's internal views) are internal."""
+    return bool(allowed) and any(v in b.value for k, v in attrs.items() if k in allowed)
+
+
+def _unmet(lits: list[Binding], attrs: dict[str, object], live) -> list[tuple[Binding, int]]:  # noqa: ANN001
+    """Required literal elements on prunable dims that no attribute (or product of two
+    attributes, like ``num_heads * head_dim``) can carry."""
+    ints = [v for v in attrs.values() if isinstance(v, int)]
+    ok = set(ints) | {a * b for a in ints for b in ints}
+    seqs = {tuple(v) for v in attrs.values() if not isinstance(v, int)}
+    out = []
+    for b in lits:
+        if not b.required or b.value in seqs:
+            continue
+        for i, (v, d) in enumerate(zip(b.value, b.dims)):
+            if v not in ok and live(d) is not None:
+                out.append((b, i))
     return out
 
 
-def _int_candidates(val, lits, dims, space, live) -> list[Tree]:  # noqa: ANN001
-    """Trees an int attribute may stand for: literal args first, else produced dims."""
+def _int_candidates(val, lits, dims, space, live) -> tuple[list[Tree], bool]:  # noqa: ANN001
+    """Trees an int attribute may stand for: literal args first, else produced dims.
+    The flag says whether they came from literals."""
     seen: dict[str, Tree] = {}
     for b in lits:
         for v, d in zip(b.value, b.dims):
             if v == val and (t := live(d)) is not None:
                 seen.setdefault(repr(t.to_json()), t)
     if seen:
-        return list(seen.values())
+        return list(seen.values()), True
     for d in dims:
         if _size(space, d) == val and (t := live(d)) is not None:
             seen.setdefault(repr(t.to_json()), t)
-    return list(seen.values())
+    return list(seen.values()), False
 
 
 def _size(space: Space, dim: list[int]) -> int:

@@ -83,6 +83,17 @@ def _freeze_ignored(ctx: Ctx, trace: Trace, model: nn.Module, ignore: tuple[str,
 def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombResult:
     sp = ctx.space
     frozen = sp._frozen_roots()
+    first, unmet = resolve_bindings(model, ctx.bindings, produced, sp, frozen, None)
+    # Size literals the forward reuses but no attribute can carry pin their dims.
+    for b, i in unmet:
+        sp.freeze(b.dims[i], f"size {b.value[i]} is a literal in {b.module or 'the model'}")
+    # One attribute sizing several dims (a head_dim shared by q, k and v) means
+    # those dims must keep equal sizes: tie them.
+    for ab in (b for b in first if b.literal):
+        for cands in ab.trees:
+            for other in cands[1:]:
+                _tie_trees(sp, cands[0], other)
+    frozen = sp._frozen_roots()
     dims: dict[str, list[Tree]] = {}
     params = set(trace.params)
     for name, ref in [*trace.params.items(), *trace.buffers.items()]:
@@ -121,7 +132,7 @@ def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombRe
     dims = {n: [_relabel(t, relabel) for t in ts] for n, ts in dims.items()}
     bindings: list[AttrBinding] = resolve_bindings(
         model, ctx.bindings, produced, sp, frozen, relabel
-    )
+    )[0]
     return CombResult(
         groups=groups, dims=dims, bindings=bindings, unknown_ops=dict(ctx.unknown),
         output_shapes=[list(s) for s in trace.output_shapes],
@@ -155,3 +166,14 @@ def _roles(dims: dict[str, list[Tree]], frozen: dict[int, str]) -> dict[int, str
         for t in trees:
             walk(t)
     return roles
+
+
+def _tie_trees(sp: Space, a: Tree, b: Tree) -> None:
+    """Union two resolved trees leaf by leaf (freeze both if their shapes differ)."""
+    la, lb = a.leaves(), b.leaves()
+    sizes_a = [sp.size[x] for x in la]
+    if a.kind == b.kind and sizes_a == [sp.size[x] for x in lb]:
+        for x, y in zip(la, lb):
+            sp.union(x, y)
+    else:
+        sp.freeze(la + lb, "one size attribute serves dims of different structure")

@@ -78,6 +78,7 @@ def _conv(ctx: Ctx, a: Args, transposed: bool) -> None:
     c_in = xr.shape[1]
     c_out = o.shape[1]
     ctx.freeze(w[2:], "kernel size")
+    ctx.freeze(x[2:], "spatial")  # positions, not channels: their count is the resolution
     if transposed:
         ctx.tie(x[1], w[0])
         per_in, per_out = w[0], w[1]
@@ -104,7 +105,7 @@ def _conv(ctx: Ctx, a: Args, transposed: bool) -> None:
                 ctx.tie(cin[1], w[1])
                 ctx.tie(outd, per_out)
             out_dim = outd
-            ctx.bind(g, [cin[0]])
+            ctx.bind(g, [cin[0]], required=True)
     ctx.set(o, [x[0], out_dim] + [sp.dim(s, "spatial") for s in o.shape[2:]])
     b = a.get("bias")
     if b is not None:

@@ -59,7 +59,7 @@ def group_norm(ctx: Ctx, a: Args) -> None:
         if parts is None:
             ctx.freeze([dx[1]], "group norm over reshaped channels")
         else:
-            ctx.bind(g, [parts[0]])
+            ctx.bind(g, [parts[0]], required=True)
     ctx.set(a.outs()[0], dx)
     _rest(ctx, a)
 

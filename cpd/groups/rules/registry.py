@@ -98,6 +98,7 @@ class Binding:
     module: str
     value: tuple[int, ...]
     dims: list[Dim]
+    required: bool = False  # a literal the forward reuses: unmatched -> freeze its dims
 
 
 @dataclass
@@ -138,7 +139,13 @@ class Ctx:
         else:
             self.set(dst, self.fresh(dst.shape, f"shape changed by {self.module or 'op'}"))
 
-    def bind(self, value: int | list[int], dims: list[Dim]) -> None:
+    def bind(self, value: int | list[int], dims: list[Dim], required: bool = False) -> None:
+        """Record that ``value`` (a size literal of this op) sized ``dims``.
+
+        ``required`` marks literals the op needs to stay in step with the channel
+        count (split sizes, slice bounds, reshape sizes): if no module attribute
+        can carry the new value, the dims are frozen rather than pruned wrongly.
+        """
         vals = tuple(value) if isinstance(value, (list, tuple)) else (int(value),)
         if any(d for d in dims):
-            self.bindings.append(Binding(self.module, vals, dims))
+            self.bindings.append(Binding(self.module, vals, dims, required))

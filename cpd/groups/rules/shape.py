@@ -30,6 +30,8 @@ def view(ctx: Ctx, a: Args) -> None:
         return
     ctx.set(o, parts)
     size = a.get("size") or a.get("shape") or []
+    # Not required: aten-level views also come from torch's own decompositions
+    # (matmul, linear, flatten) whose sizes are computed from shapes.
     for want, part in zip(size, parts):
         if isinstance(want, int) and want > 1:
             ctx.bind(want, [part])
@@ -139,7 +141,7 @@ def slice_(ctx: Ctx, a: Args) -> None:
         ctx.set(o, d[:k] + [ctx.space.dim(o.shape[k], "slice")] + d[k + 1 :])
         return
     ctx.set(o, d[:k] + [parts[1 if start else 0]] + d[k + 1 :])
-    ctx.bind([s for s in sizes if s], [p for p in parts])
+    ctx.bind([s for s in sizes if s], [p for p in parts], required=True)
 
 
 @register(aten("split.Tensor"), aten("split_copy.Tensor"), aten("unsafe_split.Tensor"),
@@ -168,7 +170,7 @@ def split(ctx: Ctx, a: Args) -> None:
         return
     for o, p in zip(outs, parts):
         ctx.set(o, d[:k] + [p] + d[k + 1 :])
-    ctx.bind(sizes, parts)
+    ctx.bind(sizes, parts, required=True)
 
 
 @register(aten("cat.default"), aten("concat.default"), aten("_cat.default"))
@@ -276,6 +278,7 @@ def pixel_shuffle(ctx: Ctx, a: Args) -> None:
             ctx.freeze(d, "pixel_shuffle")
             ctx.set(o, ctx.fresh(o.shape, "pixel_shuffle"))
             return
+        ctx.freeze([c[1], c[2]], "pixel shuffle factor")
         ctx.set(o, list(d[:-3]) + [c[0], d[-2] + c[1], d[-1] + c[2]])
         return
     r = a["downscale_factor"]
@@ -285,6 +288,7 @@ def pixel_shuffle(ctx: Ctx, a: Args) -> None:
         ctx.freeze(d, "pixel_unshuffle")
         ctx.set(o, ctx.fresh(o.shape, "pixel_unshuffle"))
         return
+    ctx.freeze([h[1], w[1]], "pixel unshuffle factor")
     ctx.set(o, list(d[:-3]) + [d[-3] + h[1] + w[1], h[0], w[0]])
 
 

@@ -20,6 +20,7 @@ def _spatial(k: int):  # noqa: ANN202 - rule factory
     def rule(ctx: Ctx, a: Args) -> None:
         x = a.tensors()[0]
         d = ctx.dims(x)
+        ctx.freeze(d[-k:], "spatial")
         for o in a.outs():
             if len(o.shape) != len(x.shape):
                 ctx.set(o, ctx.fresh(o.shape, "pooling output"))

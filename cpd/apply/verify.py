@@ -1,0 +1,92 @@
+"""After pruning: the model must run on the example input with the same output shapes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from cpd.apply.apply import apply_plan
+from cpd.plan.plan import Plan
+
+from cpd.trace.inputs import ExampleInputs, run_model
+from cpd.trace.recorder import output_shapes
+
+
+class VerificationError(RuntimeError):
+    """The pruned model fails on the example input or changed an output shape."""
+
+
+def verify(model: nn.Module, example_inputs: ExampleInputs, expected: list[list[int]]) -> None:
+    """Run ``model`` once (eval, no_grad; mode restored) and compare output shapes.
+
+    Raises:
+        VerificationError: the forward raised, or the output shapes differ.
+    """
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = run_model(model, example_inputs)
+    except Exception as e:  # noqa: BLE001 - reported with the cause
+        raise VerificationError(f"pruned model fails: {type(e).__name__}: {e}") from e
+    finally:
+        model.train(was)
+    got = [list(s) for s in output_shapes(out)]
+    if got != [list(s) for s in expected]:
+        raise VerificationError(f"output shapes changed from {expected} to {got}")
+
+
+def find_breaking(
+    gids: list[int], works: Callable[[list[int]], bool]
+) -> tuple[list[int], list[int]]:
+    """Split ``gids`` into (kept, rolled back) so that ``works(kept)`` holds.
+
+    Groups are added one at a time in order; a group whose addition breaks the
+    model is rolled back. ``works([])`` is assumed true (pruning nothing).
+    """
+    kept: list[int] = []
+    bad: list[int] = []
+    for g in gids:
+        if works(kept + [g]):
+            kept.append(g)
+        else:
+            bad.append(g)
+    return kept, bad
+
+
+def apply_checked(
+    model: nn.Module, example_inputs: ExampleInputs, plan: Plan,
+    expected: list[list[int]], inplace: bool = False,
+) -> tuple[nn.Module, Plan, list[int]]:
+    """Apply ``plan`` and verify; groups that break the model are rolled back.
+
+    Returns the pruned model, the plan that was actually applied (a copy without
+    the rolled-back groups) and the ids of the rolled-back groups.
+    """
+
+    def attempt(gids: list[int]) -> tuple[nn.Module, Plan]:
+        sub = copy.copy(plan)
+        sub.keep = {g: plan.keep[g] for g in gids}
+        pm = apply_plan(model, sub)
+        verify(pm, example_inputs, expected)
+        return pm, sub
+
+    def works(gids: list[int]) -> bool:
+        try:
+            attempt(gids)
+            return True
+        except (VerificationError, ValueError):
+            return False
+
+    try:
+        pm, final = attempt(list(plan.keep))
+        bad: list[int] = []
+    except (VerificationError, ValueError):
+        good, bad = find_breaking(list(plan.keep), works)
+        pm, final = attempt(good)
+    if inplace:
+        pm = apply_plan(model, final, inplace=True)
+    return pm, final, bad

@@ -1,0 +1,123 @@
+"""Choosing which channels to keep, from per-channel scores.
+
+Two policies:
+
+* **uniform**: every prunable group loses the same fraction of its channels
+  (``ratio=0.3``), the lowest-scored ones.
+* **global**: channels of all groups are ranked together and removed lowest-first
+  until a measured target (MACs or parameters as a fraction of the original) is
+  met; the number removed is found by bisection on the real measurement.
+
+Both respect ``round_to`` (the kept count is a multiple of it) and a per-group
+``max_ratio`` so that no layer collapses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from cpd.groups.group import Group
+
+Keep = dict[int, list[int]]
+
+
+def min_keep(g: Group, max_ratio: float, round_to: int) -> int:
+    """Fewest channels a group may keep: at least one unit of ``round_to``."""
+    step = _step(g, round_to)
+    floor = max(1, math.ceil(g.size * (1.0 - max_ratio)))
+    return min(g.size, max(step, math.ceil(floor / step) * step))
+
+
+def _step(g: Group, round_to: int | None) -> int:
+    # Heads are whole units already; other groups round their kept count.
+    if g.role == "heads" or not round_to or round_to <= 1 or g.size % round_to:
+        return 1
+    return round_to
+
+
+def _top(scores: torch.Tensor, n: int) -> list[int]:
+    """Indices of the ``n`` highest scores, in channel order (ties: lower index wins)."""
+    order = sorted(range(len(scores)), key=lambda c: (-float(scores[c]), c))
+    return sorted(order[:n])
+
+
+def select_uniform(
+    groups: list[Group], scores: dict[int, torch.Tensor], ratio: float,
+    round_to: int | None = None, max_ratio: float = 0.95,
+) -> Keep:
+    """Remove ``floor(size * ratio)`` channels from every group, lowest-scored first."""
+    keep: Keep = {}
+    for g in groups:
+        step = _step(g, round_to)
+        n = g.size - math.floor(g.size * ratio)
+        n = min(g.size, math.ceil(n / step) * step)
+        n = max(n, min_keep(g, max_ratio, round_to or 1))
+        if n < g.size:
+            keep[g.id] = _top(scores[g.id], n)
+    return keep
+
+
+def ranking(groups: list[Group], scores: dict[int, torch.Tensor]) -> list[tuple[int, int]]:
+    """All channels, least important first. Scores are divided by their group's mean,
+    so that groups with many members (a residual stream) compete fairly."""
+    rows: list[tuple[float, int, int]] = []
+    for g in groups:
+        s = scores[g.id].double()
+        mean = float(s.abs().mean()) or 1.0
+        rows += [(float(v) / mean, g.id, c) for c, v in enumerate(s.tolist())]
+    rows.sort()
+    return [(gid, c) for _, gid, c in rows]
+
+
+def keep_after(
+    groups: list[Group], order: list[tuple[int, int]], k: int,
+    round_to: int | None = None, max_ratio: float = 0.95,
+) -> Keep:
+    """Keep sets when the first ``k`` channels of ``order`` are removed (within limits)."""
+    by_id = {g.id: g for g in groups}
+    removed: dict[int, list[int]] = {}
+    for gid, c in order[:k]:
+        removed.setdefault(gid, []).append(c)
+    keep: Keep = {}
+    for gid, rem in removed.items():
+        g = by_id[gid]
+        step = _step(g, round_to)
+        lo = min_keep(g, max_ratio, round_to or 1)
+        n_keep = max(lo, g.size - len(rem))
+        n_keep = min(g.size, math.ceil(n_keep / step) * step)
+        drop = rem[: g.size - n_keep]  # least important of the removal list first
+        if drop:
+            dropped = set(drop)
+            keep[gid] = [c for c in range(g.size) if c not in dropped]
+    return keep
+
+
+def select_global(
+    groups: list[Group], scores: dict[int, torch.Tensor], measure: Callable[[Keep], float],
+    target: float, round_to: int | None = None, max_ratio: float = 0.95,
+) -> tuple[Keep, float]:
+    """Remove the fewest lowest-ranked channels so that ``measure(keep) <= target``.
+
+    ``measure`` returns the pruned model's cost as a fraction of the original (it
+    decreases as more channels go). Bisection finds the smallest prefix of the
+    ranking that meets the target; if even the maximum allowed removal misses it,
+    that maximum is returned with its measured value.
+    """
+    order = ranking(groups, scores)
+    lo, hi = 0, len(order)
+    best = keep_after(groups, order, hi, round_to, max_ratio)
+    best_val = measure(best)
+    if best_val > target:
+        return best, best_val
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        keep = keep_after(groups, order, mid, round_to, max_ratio)
+        val = measure(keep)
+        if val <= target:
+            hi, best, best_val = mid, keep, val
+        else:
+            lo = mid
+    return best, best_val

@@ -1,0 +1,334 @@
+"""The fine-tuning loop shared by Prune and Distill: a student learns from a frozen teacher.
+
+One :class:`Trainer` runs on one process or under ``torchrun`` (DDP, one process per
+device); see :mod:`cpd.train.callbacks` for how pruning plugs in, and
+:mod:`cpd.train.checkpoint` for the checkpoint format. Exact resume: a run resumed
+from a checkpoint ends with the same weights as an uninterrupted run with the same
+config (same world size; data loading with ``num_workers=0`` or deterministic per
+sample).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from cpd.report.atomic import atomic_path
+from cpd.report.inputs import to_device
+from cpd.tasks.outputs import logits_of
+from cpd.tasks.task import Task
+from cpd.trace.inputs import run_model
+from cpd.train.amp import autocast, make_scaler
+from cpd.train.callbacks import Callback
+from cpd.train.checkpoint import CheckpointManager, load_weights, read_checkpoint
+from cpd.train.config import TrainConfig
+from cpd.train.distributed import DistInfo, barrier, init_distributed, is_distributed, unwrap, wrap_ddp
+from cpd.train.evaluate import evaluate
+from cpd.train.loaders import eval_loader, train_loader
+from cpd.train.log import JsonLinesLog, progress_bar
+from cpd.train.optim import build_optimizer, clip_gradients, named_trainable, transfer_state
+from cpd.train.rng import get_rng_state, seed_everything, set_rng_state
+from cpd.train.schedule import WarmupSchedule
+
+__all__ = ["Trainer", "BatchLoss"]
+
+#: ``loss_fn(student_outputs, (labels, teacher_logits_or_None)) -> scalar``.
+BatchLoss = Callable[[Any, tuple[Any, "Tensor | None"]], Tensor]
+
+
+class Trainer:
+    """Fine-tune ``model`` on ``train_data``, distilling from ``teacher``.
+
+    Loss: ``task.distill_loss(alpha, temperature)`` on the student's and the teacher's
+    outputs; with ``config.alpha == 0`` the plain task loss (``teacher`` may be None).
+    The teacher is moved to the device, frozen and kept in eval mode; its outputs are
+    computed under ``torch.no_grad``.
+
+    Args:
+        model: the student (any ``nn.Module`` whose forward takes the batch's inputs).
+        task: from :func:`cpd.tasks.build_task`.
+        train_data: a map-style dataset of ``(inputs, target)``; inputs a tensor
+            (``(C, H, W)`` per sample), a tuple or a dict.
+        val_data: evaluated every ``config.eval_every`` steps and at the end; selects the
+            best checkpoint by ``task.primary_metric`` (higher is better).
+        config: the hyper-parameters.
+        teacher: the frozen teacher (needed when ``config.alpha > 0``).
+        callbacks: hooks, called in order (see :class:`~cpd.train.Callback`).
+        collate_fn: passed to the DataLoaders.
+        device: default ``cuda:LOCAL_RANK`` if CUDA is available, else the CPU.
+
+    Attributes:
+        step: optimizer steps completed (the schedule position).
+        epoch, batch_in_epoch: the data position (the resume point).
+        best: ``{"metric": name, "value": float | None, "step": int | None}``.
+        should_stop: set it to True (e.g. in a callback) to stop after the current step,
+            with a final evaluation and checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train_data: Dataset[Any],
+        val_data: Dataset[Any] | None = None,
+        *,
+        config: TrainConfig,
+        teacher: nn.Module | None = None,
+        callbacks: Sequence[Callback] = (),
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if config.alpha > 0 and teacher is None:
+            raise ValueError(f"alpha={config.alpha} distils from a teacher, but teacher is None; pass teacher= or alpha=0")
+        self.config, self.task, self.callbacks = config, task, list(callbacks)
+        self.info: DistInfo = init_distributed(device)
+        self.device = self.info.device
+        seed_everything(config.seed + self.info.rank)  # ranks differ in dropout / augmentation draws
+        self.distill = task.distill_loss(config.alpha, config.temperature) if config.alpha > 0 else None
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None and config.alpha > 0 else None
+        self.loader, self.sampler = train_loader(train_data, config, self.info, collate_fn)
+        self.val_loader = eval_loader(val_data, config, self.info, collate_fn) if val_data is not None else None
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the training set ({len(self.sampler.dataset)} samples over {self.info.world_size} ranks) "  # type: ignore[arg-type]
+                f"is smaller than one batch of {config.batch_size}"
+            )
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best: dict[str, Any] = {"metric": task.primary_metric, "value": None, "step": None}
+        self.should_stop = False
+        self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
+        self.checkpoints = CheckpointManager(self.out_dir / "checkpoints", config.keep_last) if self.out_dir else None
+        self.scaler = make_scaler(self.device, config.amp)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: WarmupSchedule | None = None
+        self._install(model)
+
+    # ----------------------------------------------------------------- model swap
+    @property
+    def model(self) -> nn.Module:
+        """The student, unwrapped (``self.ddp_model`` is what the training forward uses)."""
+        return self._model
+
+    @property
+    def is_main(self) -> bool:
+        return self.info.is_main
+
+    def _install(self, model: nn.Module) -> None:
+        """Make ``model`` the student: device, optimizer (state carried), schedule, DDP."""
+        model = unwrap(model).to(self.device).train()
+        old_opt, old_named = self.optimizer, named_trainable(self._model) if self.optimizer else []
+        self._model = model
+        self.optimizer = build_optimizer(model, self.config)
+        if old_opt is not None:
+            transfer_state(old_opt, old_named, self.optimizer, named_trainable(model))
+        c = self.config
+        self.schedule = (
+            self.schedule.rebind(self.optimizer)
+            if self.schedule is not None
+            else WarmupSchedule(self.optimizer, base_lr=c.lr, total_steps=self.total_steps, warmup_steps=c.warmup_steps,
+                                schedule=c.schedule, min_lr=c.min_lr, power=c.poly_power, step=self.step)
+        )
+        self.ddp_model = wrap_ddp(model, self.info)
+
+    # ----------------------------------------------------------------- the loss
+    def loss_and_parts(self, outputs: Any, targets: tuple[Any, Tensor | None]) -> tuple[Tensor, dict[str, float]]:
+        """The training loss of ``outputs`` against ``(labels, teacher_logits)``, and its parts."""
+        labels, teacher_logits = targets
+        if self.distill is None or teacher_logits is None:
+            loss = self.task.loss(outputs, labels)
+            return loss, {"task": float(loss.detach()), "total": float(loss.detach())}
+        return self.distill(outputs, teacher_logits, labels)
+
+    def loss_fn(self, outputs: Any, targets: tuple[Any, Tensor | None]) -> Tensor:
+        """:data:`BatchLoss`: the scalar training loss (what pruning criteria differentiate)."""
+        return self.loss_and_parts(outputs, targets)[0]
+
+    # ----------------------------------------------------------------- one step
+    def train_step(self, inputs: Any, labels: Any) -> dict[str, float]:
+        """Forward, backward, callbacks, clip, optimizer step; returns the loss parts and grad norm."""
+        assert self.optimizer is not None and self.schedule is not None
+        inputs, labels = to_device(inputs, self.device), to_device(labels, self.device)
+        teacher_logits = None
+        with autocast(self.device, self.config.amp):
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = logits_of(run_model(self.teacher, inputs)).detach()
+            outputs = run_model(self.ddp_model, inputs)
+            loss, parts = self.loss_and_parts(outputs, (labels, teacher_logits))
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # callbacks and clipping see true gradients
+        replaced = False
+        for cb in self.callbacks:
+            new = cb.on_batch(self, self.step, inputs, (labels, teacher_logits), self.loss_fn)
+            if new is not None:
+                self._install(new)  # later callbacks already see the new model
+                replaced = True
+        if replaced:
+            if self.scaler.is_enabled():
+                self.scaler.update()  # consumes the inf check recorded by unscale_
+            parts["grad_norm"] = float("nan")
+        else:
+            norm = clip_gradients(self.model.parameters(), self.config.grad_clip)
+            parts["grad_norm"] = float(norm)
+            # Under DDP the norm is of all-reduced gradients, so every rank agrees on this.
+            if not self.scaler.is_enabled() and not torch.isfinite(norm):
+                raise FloatingPointError(
+                    f"non-finite gradient norm at step {self.step} (loss {parts['total']}); lower lr, set grad_clip, or use amp='bf16'"
+                )
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.schedule.step = self.step
+        self.schedule.apply()
+        return parts
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, Any]:
+        """Train to ``total_steps`` (resuming first when ``config.resume``); return a summary.
+
+        Returns:
+            ``{"step", "epoch", "metrics": last evaluation or {}, "best": self.best,
+            "seconds"}``.
+        """
+        c = self.config
+        resumed = self._resume() if c.resume else None
+        log_path = self.out_dir / "log.jsonl" if self.out_dir is not None and self.is_main else None
+        self.log = JsonLinesLog(log_path, resume_step=resumed)
+        if self.out_dir is not None and self.is_main:
+            with atomic_path(self.out_dir / "config.json") as tmp:
+                tmp.write_text(json.dumps(c.to_dict(), indent=1))
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        start, window = time.perf_counter(), []
+        metrics: dict[str, Any] = {}
+        evaluated_at = saved_at = resumed if resumed is not None else -1
+        bar = progress_bar(self.total_steps, self.step, c.progress and self.is_main)
+        try:
+            while self.step < self.total_steps and not self.should_stop:
+                self.sampler.set_position(self.epoch, self.batch_in_epoch * c.batch_size)
+                assert self.loader.generator is not None
+                self.loader.generator.manual_seed(c.seed * 100_003 + self.epoch)  # worker seeds per epoch
+                for inputs, labels in self.loader:
+                    window.append(self.train_step(inputs, labels))
+                    self.batch_in_epoch += 1
+                    if self.batch_in_epoch == self.steps_per_epoch:
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    bar.update(1)
+                    done = self.step >= self.total_steps or self.should_stop
+                    evaluate_now = done or (c.eval_every > 0 and self.step % c.eval_every == 0)
+                    if evaluate_now and self.val_loader is not None:
+                        metrics, evaluated_at = self._evaluate(), self.step
+                    if self.step % c.log_every == 0 or evaluated_at == self.step:
+                        self._log(window, metrics if evaluated_at == self.step else None, time.perf_counter() - start, bar)
+                        window = []
+                    if evaluate_now or (c.save_every > 0 and self.step % c.save_every == 0):
+                        self.save()
+                        saved_at = self.step
+                    if done:
+                        break
+            if saved_at != self.step:  # stopped before any step ran (e.g. resumed a finished run)
+                self.save()
+        finally:
+            bar.close()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        if self.info.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+        return {"step": self.step, "epoch": self.epoch, "metrics": metrics, "best": dict(self.best),
+                "seconds": time.perf_counter() - start}
+
+    def _evaluate(self) -> dict[str, Any]:
+        assert self.val_loader is not None
+        metrics = evaluate(self.model, self.val_loader, self.task, self.device, self.config.amp)
+        value = metrics.get(self.task.primary_metric)
+        if isinstance(value, float) and value == value and (self.best["value"] is None or value > self.best["value"]):
+            self.best.update(value=value, step=self.step)
+        for cb in self.callbacks:
+            cb.on_eval(self, self.step, metrics)
+        return metrics
+
+    def _log(self, window: list[dict[str, float]], metrics: dict[str, Any] | None, seconds: float, bar: Any) -> None:
+        # Means over the steps since the last line: one step's loss is too noisy to read.
+        # grad_norm is nan on a step whose model was replaced; leave those out of its mean.
+        means: dict[str, float] = {}
+        for k in sorted({k for parts in window for k in parts}):
+            values = [p[k] for p in window if k in p and p[k] == p[k]]
+            means[k] = sum(values) / len(values) if values else float("nan")
+        grad_norm = means.pop("grad_norm", float("nan"))
+        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "lr": self.schedule.lr(self.step - 1) if self.schedule else None,
+                                  "loss": means, "grad_norm": grad_norm, "seconds": round(seconds, 3)}
+        if metrics is not None:
+            record["metrics"] = metrics
+        self.log.write(record)
+        if "total" in means:
+            bar.set_postfix(loss=f"{means['total']:.4f}", refresh=False)
+
+    # ----------------------------------------------------------------- checkpoints
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 writes; every rank must call this)."""
+        if self.checkpoints is None:
+            return None
+        assert self.optimizer is not None and self.schedule is not None
+        rng: list[Any] = [get_rng_state()]
+        if is_distributed():
+            rng = [None] * self.info.world_size
+            dist.all_gather_object(rng, get_rng_state())  # every rank's generators, for exact resume
+        path = None
+        if self.is_main:
+            state = {
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "world_size": self.info.world_size, "batch_size": self.config.batch_size,
+                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng, "best": dict(self.best),
+            }
+            extra = {cb.key: e for cb in self.callbacks if (e := cb.checkpoint_extra(self))}
+            path = self.checkpoints.save(self.step, self.model, state, extra)
+            if self.best["step"] == self.step:
+                self.checkpoints.mark_best(self.step, self.best["metric"], self.best["value"])
+        barrier()  # nobody runs ahead (or resumes) before the checkpoint exists
+        return path
+
+    def _resume(self) -> int | None:
+        """Load the newest checkpoint, if any; return its step (None: fresh start)."""
+        assert self.checkpoints is not None and self.optimizer is not None
+        path = self.checkpoints.latest()
+        if path is None:
+            return None
+        ckpt = read_checkpoint(path)  # CheckpointError names the bad file and the fallback
+        s = ckpt.state
+        if (s["world_size"], s["batch_size"]) != (self.info.world_size, self.config.batch_size):
+            raise ValueError(
+                f"checkpoint {path} was written with world_size={s['world_size']}, batch_size={s['batch_size']}; "
+                f"this run has {self.info.world_size} and {self.config.batch_size}: the data position would not match"
+            )
+        for cb in self.callbacks:
+            if cb.key in ckpt.extra:
+                new = cb.on_resume(self, ckpt.extra[cb.key])
+                if new is not None:
+                    self.optimizer = None  # a fresh optimizer: its state comes from the checkpoint below
+                    self._install(new)
+        load_weights(path, self.model)
+        assert self.optimizer is not None and self.schedule is not None
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.schedule.load_state_dict(s["schedule"])
+        if s["scaler"] and self.scaler.is_enabled():
+            self.scaler.load_state_dict(s["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = int(s["step"]), int(s["epoch"]), int(s["batch_in_epoch"])
+        self.best = dict(s["best"])
+        if len(s["rng"]) == self.info.world_size:
+            set_rng_state(s["rng"][self.info.rank])
+        else:
+            warnings.warn(f"checkpoint {path} has no RNG state for rank {self.info.rank}; resume is not bit-exact", stacklevel=2)
+        return self.step
