@@ -11,6 +11,10 @@ from cpd.api import PruneResult, comb, count, prune
 from cpd.groups.comb_result import CombResult
 from cpd.groups.group import Group, Member
 from cpd.plan.plan import Plan
+from cpd.plan.schedule import IterativePruner
 
 __version__ = "0.1.0"
-__all__ = ["CombResult", "Group", "Member", "Plan", "PruneResult", "comb", "count", "prune"]
+__all__ = [
+    "CombResult", "Group", "IterativePruner", "Member", "Plan", "PruneResult", "comb", "count",
+    "prune",
+]

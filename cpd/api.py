@@ -6,6 +6,7 @@ which are usable on their own.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -103,6 +104,7 @@ def prune(
     data: Iterable[Any] | None = None,
     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     batches: int | None = None,
+    steps: int = 1,
     inplace: bool = False,
 ) -> PruneResult:
     """Physically remove channels and return the smaller model with its plan.
@@ -117,7 +119,10 @@ def prune(
         head_dim: also prune the per-head dim of attention (off: whole heads only).
         max_ratio: no group loses more than this fraction of its channels.
         data, loss_fn, batches: batches of ``(inputs, targets)`` and the loss the
-            data-driven criteria differentiate; ``batches`` caps how many are used.
+            data-driven criteria differentiate; ``batches`` caps how many are used
+            (per step when ``steps > 1``).
+        steps: prune iteratively: each step re-scores the partly pruned model on
+            ``batches`` batches and removes the next share of channels.
         inplace: modify ``model`` itself instead of a copy.
 
     Raises:
@@ -125,6 +130,11 @@ def prune(
         RuntimeError: the model cannot run on ``example_inputs``.
     """
     _check_args(ratio, macs, params)
+    if steps > 1:
+        return _prune_iterative(model, example_inputs, ratio=ratio, macs=macs, params=params,
+                                importance=importance, ignore=tuple(ignore), round_to=round_to,
+                                head_dim=head_dim, max_ratio=max_ratio, data=data,
+                                loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace)
     t0 = time.perf_counter()
     result = comb(model, example_inputs, ignore=ignore)
     t1 = time.perf_counter()
@@ -148,3 +158,26 @@ def prune(
                      rolled_back=bad)
     return PruneResult(pruned, plan, result, bad, (base_macs, new_macs),
                        (base_params, new_params), {"comb": t1 - t0, "prune": t2 - t1})
+
+
+def _prune_iterative(model: nn.Module, example_inputs: ExampleInputs, *, data: Iterable | None,
+                     loss_fn: Callable | None, batches: int | None, steps: int, inplace: bool,
+                     **kw: Any) -> PruneResult:
+    """``steps`` rounds of score-then-remove on a masked copy, then one physical prune."""
+    from cpd.plan.schedule import IterativePruner  # the schedule builds on this module
+
+    work = model if inplace else copy.deepcopy(model)
+    t0 = time.perf_counter()
+    pruner = IterativePruner(work, example_inputs, steps=steps, **kw)
+    if pruner.criterion.requires_data and (data is None or loss_fn is None):
+        raise ValueError(f"importance={kw['importance']!r} needs data= and loss_fn=")
+    for _ in range(steps):
+        if pruner.criterion.requires_data:
+            for i, (inputs, targets) in enumerate(data):  # type: ignore[arg-type]
+                if batches is not None and i >= batches:
+                    break
+                pruner.accumulate(work, inputs, targets, loss_fn)  # type: ignore[arg-type]
+        pruner.step(work)
+    res = pruner.finalize(work, inplace=inplace)
+    res.seconds = {"prune": time.perf_counter() - t0}
+    return res

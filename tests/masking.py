@@ -8,24 +8,14 @@ import random
 import torch
 import torch.nn as nn
 
+from cpd.apply.mask import removed_positions, zero_channels
 from cpd.groups.comb_result import CombResult
 
 
 def masked(model: nn.Module, comb: CombResult, keep: dict[int, list[int]]) -> nn.Module:
     """A copy of ``model`` with every member position of every removed channel zeroed."""
     m = copy.deepcopy(model)
-    tensors = dict(m.state_dict(keep_vars=True))
-    with torch.no_grad():
-        for gid, kept in keep.items():
-            g = comb.group(gid)
-            gone = [c for c in range(g.size) if c not in set(kept)]
-            for mem in g.members:
-                if not mem.is_param:
-                    continue  # running stats of a zeroed BN channel do not matter
-                t = tensors[mem.name]
-                idx = torch.tensor([p for c in gone for p in mem.index[c]], dtype=torch.long)
-                if len(idx):
-                    t.index_fill_(mem.dim, idx, 0.0)
+    zero_channels(m, removed_positions(comb, keep))
     return m
 
 

@@ -121,6 +121,8 @@ def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombRe
             Member(name, k, idx, is_param=name in params)
             for (name, k), idx in members[leaf].items()
         ]
+        if why is None and not any(m.is_param for m in mem):
+            why = "no parameters (buffers only)"  # pruning it would save nothing
         mods = sorted({m.name.rsplit(".", 1)[0] if "." in m.name else "" for m in mem})
         groups.append(Group(
             id=i, size=sp.size[leaf], members=mem, prunable=why is None,
@@ -169,11 +171,13 @@ def _roles(dims: dict[str, list[Tree]], frozen: dict[int, str]) -> dict[int, str
 
 
 def _tie_trees(sp: Space, a: Tree, b: Tree) -> None:
-    """Union two resolved trees leaf by leaf (freeze both if their shapes differ)."""
+    """Union two resolved trees leaf by leaf when they have the same structure.
+
+    Different structures mean the attribute's meaning is ambiguous (``embed_dim``
+    that equals both the residual width and heads x head_dim): no tie; apply leaves
+    such an attribute alone and verification judges the result.
+    """
     la, lb = a.leaves(), b.leaves()
-    sizes_a = [sp.size[x] for x in la]
-    if a.kind == b.kind and sizes_a == [sp.size[x] for x in lb]:
+    if a.kind == b.kind and [sp.size[x] for x in la] == [sp.size[x] for x in lb]:
         for x, y in zip(la, lb):
             sp.union(x, y)
-    else:
-        sp.freeze(la + lb, "one size attribute serves dims of different structure")

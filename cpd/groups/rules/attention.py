@@ -36,3 +36,39 @@ def sdpa(ctx: Ctx, a: Args) -> None:
     ctx.set(out, batch + [dq[-2], dv[-1]])
     for o in a.outs()[1:]:
         ctx.set(o, ctx.fresh(o.shape, "attention statistics"))
+
+
+@register(aten("_native_multi_head_attention.default"))
+def native_mha(ctx: Ctx, a: Args) -> None:
+    """``nn.MultiheadAttention``'s fused path: qkv (3E, E) and proj (E, E).
+
+    The module requires q's width to equal the embedding width E, so the
+    embedding dim itself splits into (heads, head_dim): removing a head removes a
+    block of the embedding (the in-projection joins the embedding group).
+    """
+    q, k, v = a["query"], a["key"], a["value"]
+    w, pw = ctx.dims(a["qkv_weight"]), ctx.dims(a["proj_weight"])
+    heads = int(a["num_head"])
+    e = int(a["embed_dim"])
+    sp = ctx.space
+    parts = sp.cut(w[0], "prod", [3, heads, e // heads])
+    out = a.outs()
+    if parts is None:
+        ctx.freeze(w + pw + ctx.dims(q), "multi-head attention with reshaped weights")
+        ctx.set(out[0], ctx.fresh(out[0].shape, "multi-head attention"))
+    else:
+        ctx.freeze([parts[0]], "q/k/v split")
+        qdim = parts[1] + parts[2]
+        for t in (q, k, v):
+            ctx.tie(ctx.dims(t)[-1], w[1])
+        ctx.tie(w[1], qdim)  # q width == embedding width (the module asserts it)
+        ctx.tie(pw[1], qdim)
+        for name in ("qkv_bias",):
+            if a.get(name) is not None:
+                ctx.tie(ctx.dims(a[name])[0], w[0])
+        if a.get("proj_bias") is not None:
+            ctx.tie(ctx.dims(a["proj_bias"])[0], pw[0])
+        ctx.set(out[0], ctx.dims(q)[:-1] + [pw[0]])
+        ctx.bind(heads, [parts[1]], required=True)
+    for o in out[1:]:
+        ctx.set(o, ctx.fresh(o.shape, "attention weights"))

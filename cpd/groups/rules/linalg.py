@@ -117,4 +117,5 @@ def embedding(ctx: Ctx, a: Args) -> None:
     w, idx, o = a["weight"], a["indices"], a.outs()[0]
     dw = ctx.dims(w)
     ctx.freeze([dw[0]], "embedding rows")
+    ctx.freeze(ctx.dims(idx), "index tensor")
     ctx.set(o, ctx.fresh(idx.shape, "embedding index") + [dw[1]])

@@ -222,6 +222,7 @@ def _index_like(ctx: Ctx, a: Args, dim: int | None) -> None:
 
 @register(aten("index_select.default"))
 def index_select(ctx: Ctx, a: Args) -> None:
+    ctx.freeze(ctx.dims(a["index"]), "index tensor")
     _index_like(ctx, a, _nd(a["dim"], len(a["self"].shape)))
 
 
@@ -238,6 +239,7 @@ def index(ctx: Ctx, a: Args) -> None:
         return
     k = used[0]
     ctx.freeze([d[k]], "indexed by a tensor")
+    ctx.freeze(ctx.dims(idx[k]), "index tensor")
     new = ctx.fresh(idx[k].shape, "index")
     ctx.set(o, d[:k] + new + d[k + 1 :])
 

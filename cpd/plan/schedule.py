@@ -1,0 +1,142 @@
+"""Iterative pruning: score, remove a fraction, repeat; usable inside any training loop.
+
+The schedule works on the groups of the *original* model. Between steps the
+criterion accumulates scores on whatever loss the caller differentiates (task,
+distillation, or both). Each step removes more channels until the target is
+reached at the last step: a channel ratio grows linearly, a MACs/params fraction
+falls linearly. Removed channels are held at zero (mask mode, as the paper does);
+:meth:`IterativePruner.finalize` removes them physically at the end.
+
+Typical use::
+
+    pruner = IterativePruner(model, example_inputs, macs=0.5, steps=4)
+    for step, (x, y) in enumerate(loader):
+        pruner.accumulate(model, x, y, loss_fn)        # before optimizer.step()
+        train_step(model, x, y)
+        pruner.hold(model)                             # keep removed channels at 0
+        if (step + 1) % interval == 0 and not pruner.done:
+            pruner.step(model)
+    result = pruner.finalize(model)                    # smaller dense model + plan
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+import cpd.api as api
+from cpd.apply.mask import removed_positions, zero_channels
+from cpd.apply.verify import apply_checked
+from cpd.plan.measure import Measurer
+from cpd.plan.plan import Plan
+from cpd.plan.select import Keep, select_global, select_uniform
+from cpd.report.counting import count
+from cpd.scores.registry import get_criterion
+from cpd.trace.inputs import ExampleInputs
+
+
+class IterativePruner:
+    """Prunes toward one target (``ratio``, ``macs`` or ``params``) in ``steps`` steps.
+
+    Args:
+        model: the dense model being trained (it is traced once here).
+        example_inputs: an input the model runs on (for tracing and measuring).
+        steps: number of pruning steps.
+        importance: criterion name; ``criterion_options`` go to its constructor.
+        head_dim, round_to, max_ratio, ignore: as :func:`cpd.prune`.
+    """
+
+    def __init__(
+        self, model: nn.Module, example_inputs: ExampleInputs, *, ratio: float | None = None,
+        macs: float | None = None, params: float | None = None, steps: int = 1,
+        importance: str = "hessian", criterion_options: dict[str, Any] | None = None,
+        head_dim: bool = False, round_to: int | None = None, max_ratio: float = 0.95,
+        ignore: tuple[str, ...] = (),
+    ) -> None:
+        api._check_args(ratio, macs, params)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.kind = "ratio" if ratio is not None else ("macs" if macs is not None else "params")
+        self.target = float(ratio if ratio is not None else macs if macs is not None else params)  # type: ignore[arg-type]
+        self.steps, self.round_to, self.max_ratio = steps, round_to, max_ratio
+        self.example_inputs = example_inputs
+        self.comb = api.comb(model, example_inputs, ignore=ignore)
+        self.groups = self.comb.prunable(head_dim=head_dim)
+        self.criterion = get_criterion(importance, **(criterion_options or {}))
+        self.criterion.prepare(model, self.groups)
+        self.importance = importance
+        self.keep: Keep = {}
+        self.step_index = 0
+        self.history: list[dict[str, float]] = []
+        self._positions: dict = {}
+        self._measure = Measurer(model, example_inputs, self.comb, self.kind) if self.kind != "ratio" else None
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.steps
+
+    def accumulate(self, model: nn.Module, inputs: Any, targets: Any,
+                   loss_fn: Callable[[Any, Any], torch.Tensor]) -> None:
+        """Add one batch to the importance scores (needs no gradients of the caller)."""
+        if self.criterion.requires_data:
+            self.criterion.accumulate(model, inputs, targets, loss_fn)
+
+    def _scores(self) -> dict[int, torch.Tensor]:
+        scores = {g: s.clone() for g, s in self.criterion.scores().items()}
+        # Channels already removed stay removed: rank them below everything else.
+        for gid, kept in self.keep.items():
+            s = scores[gid]
+            gone = torch.ones(len(s), dtype=torch.bool)
+            gone[kept] = False
+            floor = float(s[~gone].min()) if (~gone).any() else 0.0
+            s[gone] = floor - 1.0 - s[gone].abs()
+        return scores
+
+    def step(self, model: nn.Module) -> dict[str, float]:
+        """Remove the next fraction of channels (masking ``model`` in place)."""
+        if self.done:
+            raise RuntimeError("all pruning steps are done; call finalize()")
+        self.step_index += 1
+        frac = self.step_index / self.steps
+        scores = self._scores()
+        if self.kind == "ratio":
+            goal = self.target * frac
+            keep = select_uniform(self.groups, scores, goal, self.round_to, self.max_ratio)
+            achieved = goal
+        else:
+            goal = 1.0 - (1.0 - self.target) * frac
+            assert self._measure is not None
+            keep, achieved = select_global(self.groups, scores, self._measure, goal,
+                                           self.round_to, self.max_ratio)
+        # Never bring back a channel removed earlier (selection is monotone).
+        for gid, kept in self.keep.items():
+            keep[gid] = sorted(set(keep.get(gid, kept)) & set(kept))
+        self.keep = {g: k for g, k in keep.items() if len(k) < self.comb.group(g).size}
+        self._positions = removed_positions(self.comb, self.keep)
+        self.hold(model)
+        self.criterion.reset()
+        rec = {"step": float(self.step_index), "goal": goal, "achieved": float(achieved),
+               "removed": float(sum(self.comb.group(g).size - len(k) for g, k in self.keep.items()))}
+        self.history.append(rec)
+        return rec
+
+    def hold(self, model: nn.Module) -> None:
+        """Zero the removed channels again (call after each optimizer step)."""
+        zero_channels(model, self._positions)
+
+    def plan(self) -> Plan:
+        return Plan.from_comb(self.comb, self.keep, importance=self.importance,
+                              **{self.kind: self.target}, steps=self.steps)
+
+    def finalize(self, model: nn.Module, inplace: bool = False) -> "api.PruneResult":
+        """Physically remove the masked channels; returns a :class:`cpd.PruneResult`."""
+        base = count(model, self.example_inputs)
+        pruned, plan, bad = apply_checked(model, self.example_inputs, self.plan(),
+                                          self.comb.output_shapes, inplace)
+        new = count(pruned, self.example_inputs)
+        plan.meta.update(macs=new[0] / max(base[0], 1), params=new[1] / max(base[1], 1),
+                         rolled_back=bad, history=copy.deepcopy(self.history))
+        return api.PruneResult(pruned, plan, self.comb, bad, (base[0], new[0]), (base[1], new[1]))
