@@ -143,13 +143,13 @@ def prune(
     base_macs, base_params = count(model, example_inputs)
     if ratio is not None:
         keep = select_uniform(groups, scores, ratio, round_to, max_ratio)
-        target: dict[str, float] = {"ratio": ratio}
+        target: dict[str, float] = {"target_ratio": ratio}
     else:
         kind = "macs" if macs is not None else "params"
         goal = float(macs if macs is not None else params)  # type: ignore[arg-type]
         m = Measurer(model, example_inputs, result, kind)
         keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio)
-        target = {kind: goal}
+        target = {f"target_{kind}": goal}
     plan = Plan.from_comb(result, keep, importance=importance, **target)
     pruned, plan, bad = apply_checked(model, example_inputs, plan, result.output_shapes, inplace)
     t2 = time.perf_counter()

@@ -27,7 +27,8 @@ def apply_plan(model: nn.Module, plan: Plan, inplace: bool = False) -> nn.Module
     if not inplace:
         model = copy.deepcopy(model)
     keep = plan.keep
-    mods = dict(model.named_modules())
+    # remove_duplicate=False: a module registered under two names (head = classifier)
+    mods = dict(model.named_modules(remove_duplicate=False))
     new: dict[int, torch.Tensor] = {}  # id(old tensor) -> replacement (keeps ties)
     touched: set[str] = set()
     for name, trees in plan.dims.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from cpd.cli.common import add_model_arguments, console, csv_names, open_cli_model, print_json
@@ -52,14 +53,18 @@ def run(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return 0
     groups = result.groups if args.all else [g for g in result.groups if g.prunable]
-    table = Table(title=f"channel groups of {args.model} (input {tuple(loaded.inputs.shape)})",
-                  title_justify="left")
+    title = escape(f"channel groups of {args.model} (input {tuple(loaded.inputs.shape)})")
+    table = Table()
     for col in ("id", "size", "role", "status", "modules"):
         table.add_column(col, justify="right" if col in ("id", "size") else "left", overflow="fold")
     for g in groups:
-        status = "prunable" if g.prunable else "frozen: " + _abbrev(g.reasons or ["?"], args.all)
-        table.add_row(str(g.id), str(g.size), g.role, status, _abbrev(g.modules, args.all))
+        if not g.prunable:
+            status = "frozen: " + _abbrev(g.reasons or ["?"], args.all)
+        else:  # prune leaves per-head dims alone unless asked
+            status = "prunable (with --head-dim)" if g.role == "head_dim" else "prunable"
+        table.add_row(str(g.id), str(g.size), g.role, escape(status), escape(_abbrev(g.modules, args.all)))
     out = console()
+    out.print(title)
     out.print(table)
     prunable = [g for g in result.groups if g.prunable]
     frozen = len(result.groups) - len(prunable)
@@ -68,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
               + ("" if args.all or not frozen else " (--all lists them)"))
     if result.unknown_ops:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(result.unknown_ops.items()))
-        out.print(f"ops without a channel rule (their channels are frozen): {ops}")
+        out.print(escape(f"ops without a channel rule (their channels are frozen): {ops}"))
     return 0

@@ -70,7 +70,8 @@ def csv_names(text: str) -> list[str]:
 
 def console() -> Console:
     """Console on stdout; 120 columns when not a terminal so tables do not wrap in logs."""
-    return Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+    # soft_wrap: plain lines (paths, summaries) are never broken; tables still fit the width.
+    return Console(width=None if sys.stdout.isatty() else 120, highlight=False, soft_wrap=True)
 
 
 def fraction(text: str) -> float:

@@ -41,8 +41,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "%(default)" not in text and action.default not in (None, False, argparse.SUPPRESS) \
-                and action.option_strings:
+        shown = "%(default)" in text or "default:" in text
+        empty = action.default in (None, False, argparse.SUPPRESS) or action.default == []
+        if not shown and not empty and action.option_strings:
             text += " (default: %(default)s)"
         return text
 

@@ -57,7 +57,8 @@ def model_card(
     arg = f"`{inputs.kwarg}` of" if inputs.kwarg else "a tensor of"
     # prune() overwrites a macs= / params= target with the fraction achieved, so
     # only a ratio target survives in the plan; the table shows what was achieved.
-    target = f"; target: ratio={plan.meta['ratio']}" if "ratio" in plan.meta else ""
+    target = "".join(f"; target: {k[len('target_'):]}={v}" for k, v in plan.meta.items()
+                     if k.startswith("target_"))
     lines = [
         "---",
         "library_name: cpd",

@@ -58,7 +58,7 @@ def load_folder(folder: str | os.PathLike[str], *, input_shape: tuple[int, ...] 
     plans = _plans(folder, list(meta["plans"]))
     loaded = build_source(source, from_folder=True)
     model = loaded.model
-    for name, plan in zip(meta["plans"], plans):
+    for name, plan in zip(meta["plans"], plans, strict=True):
         try:
             model = apply_plan(model, plan, inplace=True)
         except KeyError as e:

@@ -25,26 +25,33 @@ from cpd.io.folder_format import (
     is_cpd_folder,
 )
 from cpd.io.inputs import InputSpec, infer_kwarg
-from cpd.io.sources import valid_forms
+from cpd.io.sources import sources, valid_forms
 from cpd.io.spec import parse_model_string
 from cpd.io.weights import file_sha256, save_weights
 from cpd.plan.plan import Plan
 from cpd.report.counting import count
 
-__all__ = ["save_pruned"]
+__all__ = ["check_destination", "save_pruned"]
 
 
 def _check_source(source: str) -> None:
-    from cpd.io.sources.base import _SOURCES
+    try:
+        scheme = parse_model_string(source).scheme
+    except ModelSourceError:
+        scheme = None
+    if scheme not in {s.scheme for s in sources()}:
+        raise ModelSourceError(f"cannot save with source {source!r}: it must be a model string "
+                               f"({valid_forms().rsplit(', or', 1)[0]}) that rebuilds the original "
+                               "architecture; for a model loaded from a cpd folder pass its .source "
+                               "and base_plans=.plans")
 
-    spec = parse_model_string(source, valid_forms())
-    if spec.scheme not in _SOURCES:
-        raise ModelSourceError(f"cannot save with source {source!r}: unknown scheme {spec.scheme!r}; "
-                               "the source must be a model string that rebuilds the original "
-                               "architecture (for a loaded cpd folder: its .source and base_plans=.plans)")
 
+def check_destination(folder: str | os.PathLike[str]) -> None:
+    """Raise :class:`FolderError` unless :func:`save_pruned` may write ``folder``.
 
-def _check_dest(folder: Path) -> None:
+    Lets a caller fail before hours of work rather than at the end.
+    """
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"cannot save to {folder}: it is a file")
     if folder.is_dir() and any(folder.iterdir()) and not is_cpd_folder(folder):
@@ -105,7 +112,7 @@ def save_pruned(
     """
     folder = Path(folder)
     _check_source(source)
-    _check_dest(folder)
+    check_destination(folder)
     if isinstance(example_shape, InputSpec):
         inputs = example_shape
     else:
@@ -118,7 +125,7 @@ def save_pruned(
     clean_metrics = {str(k): _json_number(v) for k, v in (metrics or {}).items()}
     with atomic_dir(folder) as tmp:
         save_weights(model, tmp / WEIGHTS_FILE)
-        for name, p in zip(names, plans):
+        for name, p in zip(names, plans, strict=True):
             (tmp / name).write_text(json.dumps(p.to_json(), indent=1), encoding="utf-8")
         meta: dict[str, Any] = {
             "format": FORMAT,

@@ -73,6 +73,9 @@ class IterativePruner:
         self.history: list[dict[str, float]] = []
         self._positions: dict = {}
         self._measure = Measurer(model, example_inputs, self.comb, self.kind) if self.kind != "ratio" else None
+        # Hook applied to the scores before each step; distributed training sets it to
+        # an all-reduce so that every rank removes the same channels.
+        self.reduce: Callable[[dict[int, torch.Tensor]], dict[int, torch.Tensor]] | None = None
 
     @property
     def done(self) -> bool:
@@ -84,8 +87,16 @@ class IterativePruner:
         if self.criterion.requires_data:
             self.criterion.accumulate(model, inputs, targets, loss_fn)
 
+    def restore(self, keep: Keep, step_index: int, history: list[dict[str, float]]) -> None:
+        """Resume state saved from :attr:`keep`, :attr:`step_index` and :attr:`history`."""
+        self.keep, self.step_index, self.history = keep, step_index, history
+        self._positions = removed_positions(self.comb, self.keep)
+
     def _scores(self) -> dict[int, torch.Tensor]:
-        scores = {g: s.clone() for g, s in self.criterion.scores().items()}
+        raw = self.criterion.scores()
+        if self.reduce is not None:
+            raw = self.reduce(raw)
+        scores = {g: s.clone() for g, s in raw.items()}
         # Channels already removed stay removed: rank them below everything else.
         for gid, kept in self.keep.items():
             s = scores[gid]
@@ -129,7 +140,7 @@ class IterativePruner:
 
     def plan(self) -> Plan:
         return Plan.from_comb(self.comb, self.keep, importance=self.importance,
-                              **{self.kind: self.target}, steps=self.steps)
+                              **{f"target_{self.kind}": self.target}, steps=self.steps)
 
     def finalize(self, model: nn.Module, inplace: bool = False) -> "api.PruneResult":
         """Physically remove the masked channels; returns a :class:`cpd.PruneResult`."""

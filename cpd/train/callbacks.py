@@ -12,7 +12,7 @@ Order of one training step::
 ``on_batch`` sees the step's *unclipped* gradients in ``p.grad`` (already averaged
 over ranks under DDP) and may return a replacement model. Then the trainer
 
-1. moves the new model to the device and puts it in training mode;
+1. moves the new model to the device and puts it in training mode (``.train()``);
 2. builds a new optimizer for its parameters, carrying the state (moments, momentum)
    of every parameter whose name and shape are unchanged;
 3. re-attaches the LR schedule at the *same* step (the schedule is a function of the
@@ -32,7 +32,8 @@ stored in the checkpoint's ``extra.json`` under :attr:`Callback.key`. On resume,
 may return the rebuilt architecture (e.g. the original model with the stored Plan
 applied), so that the saved weights fit.
 
-A pruning callback skeleton::
+A pruning callback skeleton (a complete, data-driven one with scores summed over ranks
+is ``HessianPrune`` in ``cpd/train/__main__.py``)::
 
     class PruneAt(Callback):
         def __init__(self, build_model, at_step, ratio, example):
@@ -42,9 +43,10 @@ A pruning callback skeleton::
         def on_batch(self, trainer, step, inputs, targets, loss_fn):
             if step != self.at_step:
                 return None
-            result = cpd.prune(trainer.model, self.example, ratio=self.ratio)
+            with evaluating(trainer.model):   # cpd.report.inputs: a train-mode trace moves BN stats
+                result = cpd.prune(trainer.model, self.example, ratio=self.ratio)
             self.plans.append(result.plan.to_json())
-            return result.model
+            return result.model               # the trainer puts it in train mode
 
         def checkpoint_extra(self, trainer):
             return {"plans": self.plans}
@@ -106,6 +108,9 @@ class Callback:
             ``None`` to go on, or a new model to train from here on (see the module doc).
         """
         return None
+
+    def on_step_end(self, trainer: Trainer, step: int) -> None:
+        """After the optimizer step of ``step`` (weights updated, gradients cleared)."""
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
         """After an evaluation (metrics all-reduced: identical on every rank)."""

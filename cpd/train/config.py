@@ -1,8 +1,8 @@
 """``TrainConfig``: every knob of the fine-tuning loop, flat and JSON-serialisable.
 
-Flat on purpose: a config is written next to every run (``config.json``) and
-compared on resume, and a flat dict of numbers and strings is easy to diff, to put
-on a command line, and to load with ``weights_only=True``.
+Flat on purpose: a config is written next to every run (``config.json``), and a
+flat dict of numbers and strings is easy to diff between runs and to map onto
+command-line flags one to one.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ optimizer and recomputes lrs from state stored inside it).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from torch.optim import Optimizer
@@ -112,14 +113,16 @@ class WarmupSchedule:
         return WarmupSchedule(optimizer, step=self.step, **self.kwargs)
 
     def state_dict(self) -> dict[str, Any]:
-        """Only the position: the rest comes from the config (and is checked against it)."""
+        """Only the position: the rest comes from the config (a length change warns on load)."""
         return {"step": self.step, "total_steps": int(self.kwargs["total_steps"])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["total_steps"]) != int(self.kwargs["total_steps"]):
-            raise ValueError(
+            # Allowed (extending a finished run is common) but no longer a continuation.
+            warnings.warn(
                 f"the checkpoint's schedule runs {state['total_steps']} steps but this config gives "
-                f"{self.kwargs['total_steps']}; resume with the same epochs/max_steps/batch size/world size"
+                f"{self.kwargs['total_steps']}: the lr curve is recomputed for the new length",
+                stacklevel=2,
             )
         self.step = int(state["step"])
         self.apply()

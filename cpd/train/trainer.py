@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from cpd.distill.mix import mix_losses
 from cpd.report.atomic import atomic_path
 from cpd.report.inputs import to_device
 from cpd.tasks.outputs import logits_of
@@ -29,15 +29,16 @@ from cpd.tasks.task import Task
 from cpd.trace.inputs import run_model
 from cpd.train.amp import autocast, make_scaler
 from cpd.train.callbacks import Callback
-from cpd.train.checkpoint import CheckpointManager, load_weights, read_checkpoint
+from cpd.train.checkpoint import CheckpointManager
 from cpd.train.config import TrainConfig
-from cpd.train.distributed import DistInfo, barrier, init_distributed, is_distributed, unwrap, wrap_ddp
+from cpd.train.distributed import DistInfo, init_distributed, unwrap, wrap_ddp
 from cpd.train.evaluate import evaluate
 from cpd.train.loaders import eval_loader, train_loader
 from cpd.train.log import JsonLinesLog, progress_bar
 from cpd.train.optim import build_optimizer, clip_gradients, named_trainable, transfer_state
-from cpd.train.rng import get_rng_state, seed_everything, set_rng_state
+from cpd.train.rng import seed_everything
 from cpd.train.schedule import WarmupSchedule
+from cpd.train.state import resume_training_state, save_training_state
 
 __all__ = ["Trainer", "BatchLoss"]
 
@@ -151,8 +152,18 @@ class Trainer:
         return self.distill(outputs, teacher_logits, labels)
 
     def loss_fn(self, outputs: Any, targets: tuple[Any, Tensor | None]) -> Tensor:
-        """:data:`BatchLoss`: the scalar training loss (what pruning criteria differentiate)."""
-        return self.loss_and_parts(outputs, targets)[0]
+        """:data:`BatchLoss`: the scalar training loss (what pruning criteria differentiate).
+
+        The same value as ``loss_and_parts(...)[0]``, computed without the float() calls
+        that log the parts: those are ``.item()`` syncs, which ``torch.func.vmap`` (used
+        by per-sample criteria) cannot trace.
+        """
+        labels, teacher_logits = targets
+        if self.distill is None or teacher_logits is None:
+            return self.task.loss(outputs, labels)
+        student = logits_of(outputs)
+        kd = self.distill.kd(student, teacher_logits, labels)
+        return mix_losses(kd, self.distill.task_loss(student, labels), self.distill.alpha)
 
     # ----------------------------------------------------------------- one step
     def train_step(self, inputs: Any, labels: Any) -> dict[str, float]:
@@ -189,6 +200,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        for cb in self.callbacks:
+            cb.on_step_end(self, self.step)  # e.g. keep masked channels at zero
         self.step += 1
         self.schedule.step = self.step
         self.schedule.apply()
@@ -219,7 +232,8 @@ class Trainer:
             while self.step < self.total_steps and not self.should_stop:
                 self.sampler.set_position(self.epoch, self.batch_in_epoch * c.batch_size)
                 assert self.loader.generator is not None
-                self.loader.generator.manual_seed(c.seed * 100_003 + self.epoch)  # worker seeds per epoch
+                # Workers' seeds: a function of (seed, epoch, rank) only, so a resumed epoch gets the same.
+                self.loader.generator.manual_seed((c.seed * 100_003 + self.epoch) * 1_009 + self.info.rank)
                 for inputs, labels in self.loader:
                     window.append(self.train_step(inputs, labels))
                     self.batch_in_epoch += 1
@@ -278,57 +292,8 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (rank 0 writes; every rank must call this)."""
-        if self.checkpoints is None:
-            return None
-        assert self.optimizer is not None and self.schedule is not None
-        rng: list[Any] = [get_rng_state()]
-        if is_distributed():
-            rng = [None] * self.info.world_size
-            dist.all_gather_object(rng, get_rng_state())  # every rank's generators, for exact resume
-        path = None
-        if self.is_main:
-            state = {
-                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "world_size": self.info.world_size, "batch_size": self.config.batch_size,
-                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": rng, "best": dict(self.best),
-            }
-            extra = {cb.key: e for cb in self.callbacks if (e := cb.checkpoint_extra(self))}
-            path = self.checkpoints.save(self.step, self.model, state, extra)
-            if self.best["step"] == self.step:
-                self.checkpoints.mark_best(self.step, self.best["metric"], self.best["value"])
-        barrier()  # nobody runs ahead (or resumes) before the checkpoint exists
-        return path
+        return save_training_state(self)
 
     def _resume(self) -> int | None:
         """Load the newest checkpoint, if any; return its step (None: fresh start)."""
-        assert self.checkpoints is not None and self.optimizer is not None
-        path = self.checkpoints.latest()
-        if path is None:
-            return None
-        ckpt = read_checkpoint(path)  # CheckpointError names the bad file and the fallback
-        s = ckpt.state
-        if (s["world_size"], s["batch_size"]) != (self.info.world_size, self.config.batch_size):
-            raise ValueError(
-                f"checkpoint {path} was written with world_size={s['world_size']}, batch_size={s['batch_size']}; "
-                f"this run has {self.info.world_size} and {self.config.batch_size}: the data position would not match"
-            )
-        for cb in self.callbacks:
-            if cb.key in ckpt.extra:
-                new = cb.on_resume(self, ckpt.extra[cb.key])
-                if new is not None:
-                    self.optimizer = None  # a fresh optimizer: its state comes from the checkpoint below
-                    self._install(new)
-        load_weights(path, self.model)
-        assert self.optimizer is not None and self.schedule is not None
-        self.optimizer.load_state_dict(s["optimizer"])
-        self.schedule.load_state_dict(s["schedule"])
-        if s["scaler"] and self.scaler.is_enabled():
-            self.scaler.load_state_dict(s["scaler"])
-        self.step, self.epoch, self.batch_in_epoch = int(s["step"]), int(s["epoch"]), int(s["batch_in_epoch"])
-        self.best = dict(s["best"])
-        if len(s["rng"]) == self.info.world_size:
-            set_rng_state(s["rng"][self.info.rank])
-        else:
-            warnings.warn(f"checkpoint {path} has no RNG state for rank {self.info.rank}; resume is not bit-exact", stacklevel=2)
-        return self.step
+        return resume_training_state(self)

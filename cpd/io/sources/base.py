@@ -20,7 +20,7 @@ from cpd.io.inputs import InputSpec
 from cpd.io.spec import ModelSpec, parse_model_string
 from cpd.plan.plan import Plan
 
-__all__ = ["LoadedModel", "Source", "build_source", "register_source", "sources", "valid_forms"]
+__all__ = ["LoadedModel", "Source", "build_source", "check_module", "register_source", "sources", "valid_forms"]
 
 #: ``build(spec, from_folder=...)``; ``from_folder`` is True when the string was
 #: read from a saved folder rather than typed by the user (see the ``py:`` source).

@@ -9,7 +9,8 @@ Two forms:
   class when the type has one, else the semantic-segmentation one, else
   ``AutoModel``. Unknown override names are rejected, since a config silently
   stores any attribute and a typo would otherwise go unnoticed.
-* ``hf:PATH`` (``hf:./my-vit``, ``hf:/models/vit``): a folder written by
+* ``hf:PATH`` (``hf:./my-vit``, ``hf:/models/vit``; a path must contain a
+  separator or start with ``.`` or ``~``): a folder written by
   ``save_pretrained``, loaded with ``local_files_only=True`` and without
   ``trust_remote_code``, so nothing in the folder is executed.
 
@@ -48,9 +49,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _looks_like_path(target: str) -> bool:
-    # Model types are identifiers (vit, mobilenet_v2); anything with a separator,
-    # a leading dot or tilde, or an existing folder of that name is a path.
-    return any(c in target for c in "/\\") or target.startswith((".", "~")) or Path(target).is_dir()
+    # Model types are identifiers (vit, mobilenet_v2); a path must say it is one
+    # (a separator, or a leading dot or tilde), so that a folder that happens to be
+    # called "vit" in the working directory never shadows hf:vit.
+    return any(c in target for c in "/\\") or target.startswith((".", "~"))
 
 
 def hf_input_spec(config: Any, kwarg: str | None = "pixel_values") -> InputSpec:
@@ -89,6 +91,8 @@ def _from_model_type(transformers: Any, spec: ModelSpec) -> LoadedModel:
     if model_type not in CONFIG_MAPPING_NAMES:
         close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING_NAMES), n=3)
         hint = f"; did you mean {', '.join('hf:' + c for c in close)}?" if close else " (e.g. hf:vit, hf:resnet)"
+        if Path(model_type).is_dir():
+            hint += f"; for the folder {model_type!r} write hf:./{model_type}"
         raise ModelSourceError(f"unknown Hugging Face model type {model_type!r} in "
                                f"transformers {transformers.__version__}{hint}")
     default = AutoConfig.for_model(model_type)

@@ -1,0 +1,112 @@
+"""Pruning inside training: the trainer callback that runs an :class:`IterativePruner`.
+
+Schedule (optimizer steps): scoring starts at ``start``; every ``interval`` steps a
+pruning step removes the next share of channels (held at zero by masking after
+each optimizer step); the last pruning step removes them physically and hands the
+smaller model to the trainer, which rebuilds its optimizer and goes on fine-tuning
+with distillation. Importance is scored on the trainer's own loss (KD + task).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from cpd.apply.apply import apply_plan
+from cpd.plan.plan import Plan
+from cpd.plan.schedule import IterativePruner
+from cpd.report.inputs import evaluating
+from cpd.train.callbacks import Callback
+from cpd.train.distributed import all_reduce_scores
+
+
+class PruneDuringTraining(Callback):
+    """Comb once, then prune to a target in ``steps`` steps while training.
+
+    Args:
+        base: the unpruned architecture (its weights are not used), rebuilt on resume.
+        example_inputs: an input to trace and to measure MACs on.
+        steps, interval, start: the pruning schedule in optimizer steps.
+        score_batches: batches scored before each pruning step (default: the whole
+            interval, as the paper does).
+        evaluate_fn: optional ``model -> metric``, recorded in the history after each
+            pruning step (the metric-against-MACs curve of the report).
+        pruner_options: ``ratio=`` / ``macs=`` / ``params=`` and the other
+            :class:`~cpd.plan.schedule.IterativePruner` options.
+    """
+
+    def __init__(self, base: nn.Module, example_inputs: Any, *, steps: int = 4,
+                 interval: int = 50, start: int = 0, score_batches: int | None = None,
+                 evaluate_fn: Callable[[nn.Module], float] | None = None,
+                 **pruner_options: Any) -> None:
+        self.base = copy.deepcopy(base)
+        self.evaluate_fn = evaluate_fn  # metric of the masked model after each step
+        self.example = example_inputs
+        self.steps, self.interval, self.start = steps, interval, start
+        # Score only on the last ``score_batches`` batches of each interval (all: None);
+        # per-sample scoring costs a few training steps per batch.
+        self.score_batches = interval if score_batches is None else min(score_batches, interval)
+        self.options = pruner_options
+        self.pruner: IterativePruner | None = None
+        self.plan: Plan | None = None
+        self.result: Any = None  # the PruneResult of the physical removal
+
+    @property
+    def last_step(self) -> int:
+        """The optimizer step at which the channels are removed physically."""
+        return self.start + self.steps * self.interval - 1
+
+    def _make(self, model: nn.Module) -> IterativePruner:
+        with evaluating(model):  # tracing must not touch BatchNorm statistics
+            p = IterativePruner(model, self.example, steps=self.steps, **self.options)
+        p.reduce = all_reduce_scores  # every rank removes the same channels
+        return p
+
+    def on_train_start(self, trainer: Any) -> None:
+        if self.pruner is None and self.plan is None:
+            self.pruner = self._make(trainer.model)
+
+    def on_batch(self, trainer: Any, step: int, inputs: Any, targets: Any,
+                 loss_fn: Callable[[Any, Any], torch.Tensor]) -> nn.Module | None:
+        if self.plan is not None or self.pruner is None or step < self.start:
+            return None
+        pos = (step - self.start) % self.interval  # 0 .. interval-1 within this interval
+        if pos >= self.interval - self.score_batches:
+            self.pruner.accumulate(trainer.model, inputs, targets, loss_fn)
+        if pos != self.interval - 1:
+            return None
+        rec = self.pruner.step(trainer.model)
+        if self.evaluate_fn is not None:
+            with evaluating(trainer.model):
+                rec["metric"] = float(self.evaluate_fn(trainer.model))
+        if not self.pruner.done:
+            return None
+        with evaluating(trainer.model):
+            self.result = self.pruner.finalize(trainer.model)
+        self.plan = self.result.plan
+        return self.result.model
+
+    def on_step_end(self, trainer: Any, step: int) -> None:
+        if self.plan is None and self.pruner is not None:
+            self.pruner.hold(trainer.model)
+
+    def checkpoint_extra(self, trainer: Any) -> dict[str, Any]:
+        if self.plan is not None:
+            return {"plan": self.plan.to_json()}
+        if self.pruner is None:
+            return {}
+        return {"keep": {str(g): k for g, k in self.pruner.keep.items()},
+                "step_index": self.pruner.step_index, "history": self.pruner.history}
+
+    def on_resume(self, trainer: Any, extra: dict[str, Any]) -> nn.Module | None:
+        if "plan" in extra:
+            self.plan = Plan.from_json(extra["plan"])
+            return apply_plan(self.base, self.plan)
+        self.pruner = self._make(trainer.model)
+        if extra:
+            self.pruner.restore({int(g): k for g, k in extra["keep"].items()},
+                                int(extra["step_index"]), list(extra["history"]))
+        return None
