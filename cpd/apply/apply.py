@@ -59,20 +59,45 @@ def apply_plan(model: nn.Module, plan: Plan, inplace: bool = False) -> nn.Module
         elif leaf in mod._buffers:
             mod._buffers[leaf] = new[id(old)]
         touched.add(owner)
+    _apply_bindings(mods, plan)
+    for owner in touched:
+        fix_module(mods[owner])
+    return model
+
+
+def _apply_bindings(mods: dict[str, nn.Module], plan: Plan) -> None:
+    """Rewrite bound integer attributes; a target several bindings share (a config
+    attribute read by every layer) is set only when they all agree."""
+    wanted: dict[tuple[int, str, int], tuple[object, list[int | None]]] = {}
+    containers: dict[tuple[int, str, int], str] = {}
     for b in plan.bindings:
         m = mods.get(b.module)
         if m is None:
             continue
-        vals = []
+        obj = m if not b.owner else getattr(m, b.owner, None)
+        if obj is None:
+            continue
+        vals: list[int | None] = []
         for cands in b.trees:
-            sizes = {new_size(t, keep) for t in cands}
+            sizes = {new_size(t, plan.keep) for t in cands}
             # Candidates that disagree mean the attribute's meaning is ambiguous:
             # leave it, and let verification judge whether the forward still works.
             vals.append(sizes.pop() if len(sizes) == 1 else None)
+        key = (id(obj), b.attr, b.index)
+        containers[key] = b.container
+        if key in wanted and wanted[key][1] != vals:
+            wanted[key] = (obj, [None])  # bindings disagree: leave the attribute alone
+        else:
+            wanted.setdefault(key, (obj, vals))
+    for (_, attr, index), (obj, vals) in wanted.items():
         if None in vals:
             continue
-        value = vals[0] if b.container == "int" else (tuple(vals) if b.container == "tuple" else vals)
-        setattr(m, b.attr, value)
-    for owner in touched:
-        fix_module(mods[owner])
-    return model
+        if index >= 0:
+            seq = list(getattr(obj, attr))
+            seq[index] = vals[0]
+            old = getattr(obj, attr)
+            setattr(obj, attr, type(old)(seq) if isinstance(old, tuple) else seq)
+            continue
+        kind = containers[(id(obj), attr, index)]
+        value = vals[0] if kind == "int" else (tuple(vals) if kind == "tuple" else list(vals))
+        setattr(obj, attr, value)

@@ -57,6 +57,29 @@ def find_breaking(
     return kept, bad
 
 
+def repair_pairs(
+    good: list[int], bad: list[int], plan: Plan, works: Callable[[list[int]], bool]
+) -> tuple[list[int], list[int]]:
+    """Retry rolled-back groups two at a time.
+
+    Two groups can be coupled through Python ints the trace cannot see (one tensor's
+    ``shape[1]`` used to reshape another): each breaks the model alone, both pruned
+    to the same count work. Pairs need equal sizes and equal kept counts.
+    """
+    left = list(bad)
+    for i, a in enumerate(bad):
+        if a not in left:
+            continue
+        for b in bad[i + 1 :]:
+            if b not in left or plan.sizes[a] != plan.sizes[b]:
+                continue
+            if len(plan.keep[a]) == len(plan.keep[b]) and works(good + [a, b]):
+                good += [a, b]
+                left = [g for g in left if g not in (a, b)]
+                break
+    return good, left
+
+
 def apply_checked(
     model: nn.Module, example_inputs: ExampleInputs, plan: Plan,
     expected: list[list[int]], inplace: bool = False,
@@ -86,6 +109,7 @@ def apply_checked(
         bad: list[int] = []
     except (VerificationError, ValueError):
         good, bad = find_breaking(list(plan.keep), works)
+        good, bad = repair_pairs(good, bad, plan, works)
         pm, final = attempt(good)
     if inplace:
         pm = apply_plan(model, final, inplace=True)

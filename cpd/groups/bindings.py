@@ -29,18 +29,22 @@ class AttrBinding:
     trees: list[list[Tree]]
     container: str  # "int", "tuple" or "list"
     literal: bool = True  # matched an op's size literal (not a guess from produced dims)
+    owner: str = ""  # "" = the module itself; "config" = its (Hugging Face) config object
+    index: int = -1  # >= 0: the attribute is a list/tuple and only this element follows
 
     def to_json(self) -> dict:
         return {"module": self.module, "attr": self.attr, "container": self.container,
-                "trees": [[t.to_json() for t in c] for c in self.trees]}
+                "trees": [[t.to_json() for t in c] for c in self.trees],
+                "owner": self.owner, "index": self.index}
 
     @staticmethod
     def from_json(d: dict) -> "AttrBinding":
         trees = [[Tree.from_json(t) for t in c] for c in d["trees"]]
-        return AttrBinding(d["module"], d["attr"], trees, d["container"])
+        return AttrBinding(d["module"], d["attr"], trees, d["container"],
+                           owner=d.get("owner", ""), index=int(d.get("index", -1)))
 
 
-def _int_attrs(m: nn.Module) -> dict[str, object]:
+def _int_attrs(m: object) -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in vars(m).items():
         if k.startswith("_") or isinstance(v, bool):
@@ -107,10 +111,58 @@ def resolve_bindings(
                         out.append(AttrBinding(name, attr, full, kind))
                         break
         if allowed is None:  # known modules handle their own literals
-            unmet += _unmet(lits, attrs, live)
+            # Config attributes only stand in for literals the module's own
+            # attributes do not explain (a config is shared: bind it sparingly).
+            own = {v for v in attrs.values() if isinstance(v, int)}
+            free = [Binding(b.module, tuple(v for v in b.value if v not in own),
+                            [d for v, d in zip(b.value, b.dims) if v not in own], b.required)
+                    for b in lits]
+            out += _config_bindings(name, m, free, live)
+            unmet += _unmet(lits, {**attrs, **_config_ints(m)}, live)
         else:
             unmet += [(b, i) for b, i in _unmet(lits, attrs, live) if _traced(b, allowed, attrs)]
     return out, unmet
+
+
+def _config_ints(m: nn.Module) -> dict[str, object]:
+    """Int attributes of a Hugging Face style ``config`` (prefixed), list elements flattened."""
+    cfg = getattr(m, "config", None)
+    if cfg is None or isinstance(cfg, nn.Module) or not hasattr(cfg, "__dict__"):
+        return {}
+    out: dict[str, object] = {}
+    for k, v in _int_attrs(cfg).items():
+        if isinstance(v, int):
+            out[f"config.{k}"] = v
+        else:
+            out.update({f"config.{k}[{i}]": x for i, x in enumerate(v)})  # type: ignore[arg-type]
+    return out
+
+
+def _config_bindings(name: str, m: nn.Module, lits: list[Binding], live) -> list[AttrBinding]:  # noqa: ANN001
+    """Bind config ints (and unambiguous list elements) to literal sizes seen in ``m``.
+
+    Only literals count here (never guesses from produced dims): a config is shared
+    by every layer, so a wrong binding would spread. Apply sets a shared config
+    attribute only when every binding to it agrees on the new value.
+    """
+    cfg = getattr(m, "config", None)
+    if cfg is None or isinstance(cfg, nn.Module) or not hasattr(cfg, "__dict__"):
+        return []
+    out: list[AttrBinding] = []
+    for attr, val in _int_attrs(cfg).items():
+        elems = [(-1, val)] if isinstance(val, int) else list(enumerate(val))  # type: ignore[arg-type]
+        for idx, v in elems:
+            if idx >= 0 and list(val).count(v) > 1:  # type: ignore[arg-type]
+                continue  # [32, 32]: which element the literal meant is unknowable
+            seen: dict[str, Tree] = {}
+            for b in lits:
+                for lv, d in zip(b.value, b.dims):
+                    if lv == v and (t := live(d)) is not None:
+                        seen.setdefault(repr(t.to_json()), t)
+            if seen:
+                out.append(AttrBinding(name, attr, [list(seen.values())], "int", True,
+                                       owner="config", index=idx))
+    return out
 
 
 def _traced(b: Binding, allowed: frozenset[str], attrs: dict[str, object]) -> bool:
