@@ -100,3 +100,18 @@ def test_params_target_is_met() -> None:
     m, x = _wide(), example()
     res = cpd.prune(m, x, params=0.6)
     assert 0.57 <= res.params[1] / res.params[0] <= 0.6
+
+
+def test_find_breaking_isolates_bad_groups_cheaply() -> None:
+    from cpd.apply.verify import find_breaking
+
+    bad = {3, 17}
+    calls: list[list[int]] = []
+
+    def works(gids: list[int]) -> bool:
+        calls.append(gids)
+        return not bad & set(gids)
+
+    kept, rolled = find_breaking(list(range(40)), works)
+    assert sorted(rolled) == [3, 17] and sorted(kept) == [g for g in range(40) if g not in bad]
+    assert len(calls) < 30  # O(bad * log n), not one call per group

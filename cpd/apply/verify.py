@@ -44,16 +44,28 @@ def find_breaking(
 ) -> tuple[list[int], list[int]]:
     """Split ``gids`` into (kept, rolled back) so that ``works(kept)`` holds.
 
-    Groups are added one at a time in order; a group whose addition breaks the
-    model is rolled back. ``works([])`` is assumed true (pruning nothing).
+    Divide and conquer: a chunk of groups that works together is kept whole, a
+    failing chunk is halved, so a few bad groups among many cost O(bad * log n)
+    forward passes instead of one per group. ``works([])`` is assumed true.
     """
     kept: list[int] = []
     bad: list[int] = []
-    for g in gids:
-        if works(kept + [g]):
-            kept.append(g)
+
+    def visit(chunk: list[int]) -> None:
+        if not chunk:
+            return
+        if works(kept + chunk):
+            kept.extend(chunk)
+        elif len(chunk) == 1:
+            bad.append(chunk[0])
         else:
-            bad.append(g)
+            mid = len(chunk) // 2
+            visit(chunk[:mid])
+            visit(chunk[mid:])
+
+    mid = len(gids) // 2  # the whole list is known to fail: start from its halves
+    visit(gids[:mid])
+    visit(gids[mid:])
     return kept, bad
 
 

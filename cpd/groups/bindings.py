@@ -154,15 +154,21 @@ def _config_bindings(name: str, m: nn.Module, lits: list[Binding], live) -> list
         for idx, v in elems:
             if idx >= 0 and list(val).count(v) > 1:  # type: ignore[arg-type]
                 continue  # [32, 32]: which element the literal meant is unknowable
-            seen: dict[str, Tree] = {}
-            for b in lits:
-                for lv, d in zip(b.value, b.dims):
-                    if lv == v and (t := live(d)) is not None:
-                        seen.setdefault(repr(t.to_json()), t)
-            if seen:
-                out.append(AttrBinding(name, attr, [list(seen.values())], "int", True,
+            trees = _literal_trees(v, lits, live)
+            if trees:
+                out.append(AttrBinding(name, attr, [trees], "int", True,
                                        owner="config", index=idx))
     return out
+
+
+def _literal_trees(val: int, lits: list[Binding], live) -> list[Tree]:  # noqa: ANN001
+    """Distinct prunable trees that ops in the module sized with the literal ``val``."""
+    seen: dict[str, Tree] = {}
+    for b in lits:
+        for v, d in zip(b.value, b.dims):
+            if v == val and (t := live(d)) is not None:
+                seen.setdefault(repr(t.to_json()), t)
+    return list(seen.values())
 
 
 def _traced(b: Binding, allowed: frozenset[str], attrs: dict[str, object]) -> bool:
@@ -190,13 +196,10 @@ def _unmet(lits: list[Binding], attrs: dict[str, object], live) -> list[tuple[Bi
 def _int_candidates(val, lits, dims, space, live) -> tuple[list[Tree], bool]:  # noqa: ANN001
     """Trees an int attribute may stand for: literal args first, else produced dims.
     The flag says whether they came from literals."""
+    trees = _literal_trees(val, lits, live)
+    if trees:
+        return trees, True
     seen: dict[str, Tree] = {}
-    for b in lits:
-        for v, d in zip(b.value, b.dims):
-            if v == val and (t := live(d)) is not None:
-                seen.setdefault(repr(t.to_json()), t)
-    if seen:
-        return list(seen.values()), True
     for d in dims:
         if _size(space, d) == val and (t := live(d)) is not None:
             seen.setdefault(repr(t.to_json()), t)

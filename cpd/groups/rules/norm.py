@@ -5,6 +5,14 @@ from __future__ import annotations
 from cpd.groups.rules.registry import Args, Ctx, aten, register
 
 
+def _tie_affine(ctx: Ctx, a: Args, channels: list[int], names: tuple[str, ...]) -> None:
+    """Tie the per-channel parameters/buffers ``names`` (dim 0) to ``channels``."""
+    for name in names:
+        t = a.get(name)
+        if t is not None:
+            ctx.tie(channels, ctx.dims(t)[0])
+
+
 def _rest(ctx: Ctx, a: Args) -> None:
     """Secondary outputs (saved mean/rstd) are never read by the model's forward."""
     for o in a.outs()[1:]:
@@ -35,11 +43,8 @@ def layer_norm(ctx: Ctx, a: Args) -> None:
 def batch_norm(ctx: Ctx, a: Args) -> None:
     x = a["input"]
     dx = ctx.dims(x)
-    c = dx[1] if len(dx) > 1 else dx[0]
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        t = a.get(name)
-        if t is not None:
-            ctx.tie(c, ctx.dims(t)[0])
+    _tie_affine(ctx, a, dx[1] if len(dx) > 1 else dx[0],
+                ("weight", "bias", "running_mean", "running_var"))
     ctx.set(a.outs()[0], dx)
     _rest(ctx, a)
 
@@ -50,10 +55,7 @@ def group_norm(ctx: Ctx, a: Args) -> None:
     x = a["input"]
     dx = ctx.dims(x)
     g = int(a.get("group", a.get("num_groups", 1)))
-    for name in ("weight", "bias"):
-        t = a.get(name)
-        if t is not None:
-            ctx.tie(dx[1], ctx.dims(t)[0])
+    _tie_affine(ctx, a, dx[1], ("weight", "bias"))
     if g > 1:
         parts = ctx.space.cut(dx[1], "prod", [g, x.shape[1] // g])
         if parts is None:
