@@ -163,3 +163,29 @@ def test_count_on_meta_device_matches_cpu() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(1), nn.Unflatten(1, (8, 36)), _Attention(36, 4))
     x = torch.randn(2, 3, 8, 8)
     assert count(model.to("meta"), x.to("meta")) == count(model.to_empty(device="cpu"), x)
+
+
+def test_count_when_a_module_returns_a_parameter() -> None:
+    """A module may return its Parameter itself (Perceiver's position encodings);
+    the flop counter's module tracker must not trip over it, and flags are restored."""
+
+    class Pos(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pos = torch.nn.Parameter(torch.randn(4, 8))
+
+        def forward(self) -> torch.Tensor:
+            return self.pos
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p, self.fc = Pos(), torch.nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x + self.p())
+
+    net = Net()
+    macs, params = count(net, torch.randn(1, 4, 8))
+    assert macs == 4 * 8 * 2 and params == 32 + 18
+    assert all(p.requires_grad for p in net.parameters())

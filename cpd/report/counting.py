@@ -65,8 +65,17 @@ def _flop_counts(model: nn.Module, example_inputs: ExampleInputs) -> FlopCounter
     """Run one forward pass under a ``FlopCounterMode`` and return the counter."""
     inputs = to_device(example_inputs, model_device(model, example_inputs))
     counter = FlopCounterMode(display=False, custom_mapping=_custom_mapping())
-    with evaluating(model), torch.no_grad(), counter:
-        call_model(model, inputs)
+    # FlopCounterMode's module tracker asserts on a module that returns a Parameter
+    # itself (Perceiver's position encodings): count with requires_grad off.
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with evaluating(model), torch.no_grad(), counter:
+            call_model(model, inputs)
+    finally:
+        for p, rg in flags:
+            p.requires_grad_(rg)
     return counter
 
 
