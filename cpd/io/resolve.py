@@ -23,12 +23,21 @@ def open_model(text: str, *, input_shape: tuple[int, ...] | None = None) -> Load
         ModelSourceError / FolderError: as :func:`build_source` and :func:`load_folder`.
     """
     path = Path(text).expanduser()
-    if is_cpd_folder(path):
+    if _is_dir_or_file(path) and is_cpd_folder(path):
         return load_folder(path, input_shape=input_shape)
-    if path.is_dir() or (path.is_file() and ":" not in text):
+    if _is_dir_or_file(path) and (path.is_dir() or ":" not in text):
         read_meta(path)  # raises the right "not a cpd folder" message
     if any(c in text for c in "/\\") and ":" not in text.split("/")[0].split("\\")[0]:
         raise FolderError(f"no such cpd folder: {text}")
     loaded = build_source(text)
     loaded.inputs = loaded.inputs.with_shape(input_shape)
     return loaded
+
+
+def _is_dir_or_file(path: Path) -> bool:
+    """Like ``path.exists()``, but False for strings no file system accepts (a long
+    model string with options is not a path)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
