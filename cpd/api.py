@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from cpd.apply.apply import apply_plan
 from cpd.apply.verify import apply_checked
 from cpd.groups.build import build_groups
 from cpd.groups.comb_result import CombResult
+from cpd.plan.latency_search import DEFAULT_TOL, LatencySetup, check_latency_args, select_latency
 from cpd.plan.measure import Measurer
 from cpd.plan.plan import Plan
-from cpd.plan.select import select_global, select_uniform
+from cpd.plan.select import ranking, select_global, select_uniform
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
 from cpd.trace.gc_pause import gc_paused
@@ -64,15 +64,19 @@ class PruneResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _check_args(ratio: float | None, macs: float | None, params: float | None) -> None:
-    given = [n for n, v in (("ratio", ratio), ("macs", macs), ("params", params)) if v is not None]
+def _check_args(ratio: float | None, macs: float | None, params: float | None,
+                latency: float | None = None) -> None:
+    given = [n for n, v in (("ratio", ratio), ("macs", macs), ("params", params),
+                            ("latency", latency)) if v is not None]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of ratio=, macs=, params= (got {given or 'none'})")
+        raise ValueError("give exactly one of ratio=, macs=, params=, latency= "
+                         f"(got {given or 'none'})")
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     for n, v in (("macs", macs), ("params", params)):
         if v is not None and not 0.0 < v <= 1.0:
             raise ValueError(f"{n} is a fraction of the original and must be in (0, 1], got {v}")
+    check_latency_args(latency, None, None)
 
 
 def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | None,
@@ -96,6 +100,9 @@ def prune(
     ratio: float | None = None,
     macs: float | None = None,
     params: float | None = None,
+    latency: float | None = None,
+    latency_batch_size: int = 1,
+    latency_tol: float = DEFAULT_TOL,
     importance: str = "magnitude",
     ignore: Iterable[str] = (),
     round_to: int | None = None,
@@ -113,6 +120,17 @@ def prune(
         ratio: remove this fraction of the channels of every prunable group.
         macs, params: rank channels globally and remove until MACs (or parameters)
             are at most this fraction of the original.
+        latency: rank channels globally by importance per ms saved and remove until
+            the forward latency, timed on the model's device with the current torch
+            thread count, is at most this fraction of the original (within
+            ``latency_tol``). With one thread on a CPU the clock is the thread's CPU
+            time, which other processes on a shared machine do not inflate. See
+            :mod:`cpd.plan.latency_cost`. ``plan.meta`` records the target, the
+            achieved (timed) fraction and the search's measurements.
+        latency_batch_size: images per forward pass for the latency target.
+        latency_tol: relative tolerance on the timed latency fraction (0.05: a 0.5
+            target accepts a measured 0.475-0.525; timing noise makes exact
+            impossible).
         importance: a criterion name (``cpd.scores.available()``).
         ignore: module names to leave alone (output layers are kept automatically).
         round_to: kept channel counts are multiples of this (heads are whole units).
@@ -129,9 +147,12 @@ def prune(
         ValueError: bad targets, or an ``ignore`` name that is not a module.
         RuntimeError: the model cannot run on ``example_inputs``.
     """
-    _check_args(ratio, macs, params)
+    _check_args(ratio, macs, params, latency)
+    check_latency_args(None, latency_batch_size, latency_tol)
     if steps > 1:
         return _prune_iterative(model, example_inputs, ratio=ratio, macs=macs, params=params,
+                                latency=latency, latency_batch_size=latency_batch_size,
+                                latency_tol=latency_tol,
                                 importance=importance, ignore=tuple(ignore), round_to=round_to,
                                 head_dim=head_dim, max_ratio=max_ratio, data=data,
                                 loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace)
@@ -141,9 +162,18 @@ def prune(
     groups = result.prunable(head_dim=head_dim)
     scores = _scores(model, groups, importance, data, loss_fn, batches)
     base_macs, base_params = count(model, example_inputs)
+    lat: LatencySetup | None = None
     if ratio is not None:
         keep = select_uniform(groups, scores, ratio, round_to, max_ratio)
         target: dict[str, float] = {"target_ratio": ratio}
+    elif latency is not None:
+        lat = LatencySetup.build(model, example_inputs, result, groups,
+                                 batch_size=latency_batch_size, round_to=round_to,
+                                 max_ratio=max_ratio)
+        order = ranking(groups, scores, cost=lat.channel_costs)
+        keep, search = select_latency(groups, order, lat.cost, lat.timer, latency,
+                                      tol=latency_tol, round_to=round_to, max_ratio=max_ratio)
+        target = {"target_latency": latency}
     else:
         kind = "macs" if macs is not None else "params"
         goal = float(macs if macs is not None else params)  # type: ignore[arg-type]
@@ -151,11 +181,22 @@ def prune(
         keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio)
         target = {f"target_{kind}": goal}
     plan = Plan.from_comb(result, keep, importance=importance, **target)
+    if lat is not None and inplace:
+        lat.timer.model = copy.deepcopy(model)  # the original, to re-time against
     pruned, plan, bad = apply_checked(model, example_inputs, plan, result.output_shapes, inplace)
+    if lat is not None:
+        if bad:  # rolled-back groups changed the model: time the final one again
+            t = lat.timer.time_model(pruned)
+            search.achieved, search.latency_ms = t.fraction, [t.base_ms, t.ms]
+            search.met = t.fraction <= latency * (1 + latency_tol)  # type: ignore[operator]
+            search.timings += 1
+        lat.timer.model = None  # type: ignore[assignment]  # drop the reference
     t2 = time.perf_counter()
     new_macs, new_params = count(pruned, example_inputs)
     plan.meta.update(macs=new_macs / max(base_macs, 1), params=new_params / max(base_params, 1),
                      rolled_back=bad)
+    if lat is not None:
+        plan.meta.update(lat.meta(search))
     return PruneResult(pruned, plan, result, bad, (base_macs, new_macs),
                        (base_params, new_params), {"comb": t1 - t0, "prune": t2 - t1})
 

@@ -3,9 +3,15 @@
 The schedule works on the groups of the *original* model. Between steps the
 criterion accumulates scores on whatever loss the caller differentiates (task,
 distillation, or both). Each step removes more channels until the target is
-reached at the last step: a channel ratio grows linearly, a MACs/params fraction
-falls linearly. Removed channels are held at zero (mask mode, as the paper does);
-:meth:`IterativePruner.finalize` removes them physically at the end.
+reached at the last step: a channel ratio grows linearly, a MACs/params/latency
+fraction falls linearly. Removed channels are held at zero (mask mode, as the
+paper does); :meth:`IterativePruner.finalize` removes them physically at the end.
+
+For a latency target the cost model of :mod:`cpd.plan.latency_cost` is fitted
+once, on the dense model at construction. Intermediate steps trust it; the last
+step times its candidates for real (a masked model is no faster than the dense
+one, so candidates are timed as physically pruned copies), and
+:meth:`IterativePruner.finalize` times the final model against the dense one.
 
 Typical use::
 
@@ -30,37 +36,53 @@ import torch.nn as nn
 import cpd.api as api
 from cpd.apply.mask import removed_positions, zero_channels
 from cpd.apply.verify import apply_checked
+from cpd.plan.latency_search import (
+    DEFAULT_TOL,
+    LatencySearch,
+    LatencySetup,
+    check_latency_args,
+    select_latency,
+)
+from cpd.plan.latency_timer import LatencyTimer
 from cpd.plan.measure import Measurer
 from cpd.plan.plan import Plan
-from cpd.plan.select import Keep, select_global, select_uniform
+from cpd.plan.select import Keep, bisect_prefix, ranking, select_global, select_uniform
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
 from cpd.trace.inputs import ExampleInputs
 
 
 class IterativePruner:
-    """Prunes toward one target (``ratio``, ``macs`` or ``params``) in ``steps`` steps.
+    """Prunes toward one target (``ratio``, ``macs``, ``params`` or ``latency``) in
+    ``steps`` steps.
 
     Args:
-        model: the dense model being trained (it is traced once here).
+        model: the dense model being trained (it is traced once here; for a latency
+            target it is also timed here, on its device, in eval mode).
         example_inputs: an input the model runs on (for tracing and measuring).
         steps: number of pruning steps.
         importance: criterion name; ``criterion_options`` go to its constructor.
         head_dim, round_to, max_ratio, ignore: as :func:`cpd.prune`.
+        latency_batch_size, latency_tol: as :func:`cpd.prune`.
     """
 
     def __init__(
         self, model: nn.Module, example_inputs: ExampleInputs, *, ratio: float | None = None,
-        macs: float | None = None, params: float | None = None, steps: int = 1,
+        macs: float | None = None, params: float | None = None,
+        latency: float | None = None, latency_batch_size: int = 1,
+        latency_tol: float = DEFAULT_TOL, steps: int = 1,
         importance: str = "hessian", criterion_options: dict[str, Any] | None = None,
         head_dim: bool = False, round_to: int | None = None, max_ratio: float = 0.95,
         ignore: tuple[str, ...] = (),
     ) -> None:
-        api._check_args(ratio, macs, params)
+        api._check_args(ratio, macs, params, latency)
+        check_latency_args(None, latency_batch_size, latency_tol)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        self.kind = "ratio" if ratio is not None else ("macs" if macs is not None else "params")
-        self.target = float(ratio if ratio is not None else macs if macs is not None else params)  # type: ignore[arg-type]
+        given = {"ratio": ratio, "macs": macs, "params": params, "latency": latency}
+        self.kind = next(k for k, v in given.items() if v is not None)
+        self.target = float(given[self.kind])  # type: ignore[arg-type]
+        self.latency_tol = latency_tol
         self.steps, self.round_to, self.max_ratio = steps, round_to, max_ratio
         self.example_inputs = example_inputs
         self.comb = api.comb(model, example_inputs, ignore=ignore)
@@ -72,7 +94,15 @@ class IterativePruner:
         self.step_index = 0
         self.history: list[dict[str, float]] = []
         self._positions: dict = {}
-        self._measure = Measurer(model, example_inputs, self.comb, self.kind) if self.kind != "ratio" else None
+        self._measure = (Measurer(model, example_inputs, self.comb, self.kind)
+                         if self.kind in ("macs", "params") else None)
+        self._latency: LatencySetup | None = None
+        self._latency_search: dict[str, Any] | None = None
+        if self.kind == "latency":
+            self._latency = LatencySetup.build(model, example_inputs, self.comb, self.groups,
+                                               batch_size=latency_batch_size,
+                                               round_to=round_to, max_ratio=max_ratio)
+            self._latency.timer.model = None  # type: ignore[assignment]  # set per use
         # Hook applied to the scores before each step; distributed training sets it to
         # an all-reduce so that every rank removes the same channels.
         self.reduce: Callable[[dict[int, torch.Tensor]], dict[int, torch.Tensor]] | None = None
@@ -117,6 +147,9 @@ class IterativePruner:
             goal = self.target * frac
             keep = select_uniform(self.groups, scores, goal, self.round_to, self.max_ratio)
             achieved = goal
+        elif self.kind == "latency":
+            goal = 1.0 - (1.0 - self.target) * frac
+            keep, achieved = self._latency_step(model, scores, goal)
         else:
             goal = 1.0 - (1.0 - self.target) * frac
             assert self._measure is not None
@@ -134,6 +167,30 @@ class IterativePruner:
         self.history.append(rec)
         return rec
 
+    def _latency_step(self, model: nn.Module, scores: dict[int, torch.Tensor],
+                      goal: float) -> tuple[Keep, float]:
+        """Latency-aware ranking; cost model only, plus real timings at the last step."""
+        lat = self._latency
+        assert lat is not None
+        order = ranking(self.groups, scores, cost=lat.channel_costs)
+        # channels removed by earlier steps go first, so every prefix contains them
+        gone = {(g, c) for g, kept in self.keep.items()
+                for c in set(range(self.comb.group(g).size)) - set(kept)}
+        order = [o for o in order if o in gone] + [o for o in order if o not in gone]
+        if not self.done:
+            _, keep, val = bisect_prefix(self.groups, order, lat.cost, goal, self.round_to,
+                                         self.max_ratio, lo=len(gone))
+            return keep, val
+        lat.timer.model = model  # dense (masked) model: same architecture as the original
+        try:
+            keep, info = select_latency(self.groups, order, lat.cost, lat.timer, goal,
+                                        tol=self.latency_tol, round_to=self.round_to,
+                                        max_ratio=self.max_ratio, lo=len(gone))
+        finally:
+            lat.timer.model = None  # type: ignore[assignment]
+        self._latency_search = lat.meta(info)
+        return keep, float(info.achieved if info.achieved is not None else goal)
+
     def hold(self, model: nn.Module) -> None:
         """Zero the removed channels again (call after each optimizer step)."""
         zero_channels(model, self._positions)
@@ -145,9 +202,29 @@ class IterativePruner:
     def finalize(self, model: nn.Module, inplace: bool = False) -> "api.PruneResult":
         """Physically remove the masked channels; returns a :class:`cpd.PruneResult`."""
         base = count(model, self.example_inputs)
+        dense = copy.deepcopy(model) if self.kind == "latency" and inplace else model
         pruned, plan, bad = apply_checked(model, self.example_inputs, self.plan(),
                                           self.comb.output_shapes, inplace)
         new = count(pruned, self.example_inputs)
         plan.meta.update(macs=new[0] / max(base[0], 1), params=new[1] / max(base[1], 1),
                          rolled_back=bad, history=copy.deepcopy(self.history))
+        if self._latency is not None:
+            plan.meta.update(self._final_latency(dense, pruned))
         return api.PruneResult(pruned, plan, self.comb, bad, (base[0], new[0]), (base[1], new[1]))
+
+    def _final_latency(self, dense: nn.Module, pruned: nn.Module) -> dict[str, Any]:
+        """Time the final model against the dense one: the achieved latency fraction."""
+        lat = self._latency
+        assert lat is not None
+        old = lat.timer
+        timer = LatencyTimer(dense, self.example_inputs, self.comb,
+                             batch_size=old.batch_size)
+        t = timer.time_model(pruned)
+        meta = dict(self._latency_search
+                    or lat.meta(LatencySearch(target=self.target, tol=self.latency_tol)))
+        search = dict(meta.get("latency_search", {}))
+        search.update(timings=int(search.get("timings", 0)) + 1,
+                      met=t.fraction <= self.target * (1 + self.latency_tol))
+        meta.update(latency=t.fraction, latency_ms=[t.base_ms, t.ms], latency_search=search)
+        return meta
+

@@ -6,7 +6,10 @@ Two policies:
   (``ratio=0.3``), the lowest-scored ones.
 * **global**: channels of all groups are ranked together and removed lowest-first
   until a measured target (MACs or parameters as a fraction of the original) is
-  met; the number removed is found by bisection on the real measurement.
+  met; the number removed is found by bisection on the real measurement. For a
+  latency target the ranking divides each channel's score by the latency its
+  removal saves (``cost=``, from :mod:`cpd.plan.latency_cost`), and the search
+  over the prefix length lives in :func:`cpd.plan.latency_search.select_latency`.
 
 Both respect ``round_to`` (the kept count is a multiple of it) and a per-group
 ``max_ratio`` so that no layer collapses.
@@ -60,14 +63,30 @@ def select_uniform(
     return keep
 
 
-def ranking(groups: list[Group], scores: dict[int, torch.Tensor]) -> list[tuple[int, int]]:
+def ranking(groups: list[Group], scores: dict[int, torch.Tensor],
+            cost: dict[int, float] | None = None) -> list[tuple[int, int]]:
     """All channels, least important first. Scores are divided by their group's mean,
-    so that groups with many members (a residual stream) compete fairly."""
+    so that groups with many members (a residual stream) compete fairly.
+
+    With ``cost`` (group id -> what removing one of its channels saves, e.g. ms of
+    latency), each normalised score is further divided by its group's cost relative
+    to the mean cost: channels are ranked by importance per unit of cost saved, so a
+    channel that is cheap to keep goes later than an equally important costly one.
+    Non-positive costs count as 1 % of the mean (removing them saves ~nothing).
+    """
+    rel: dict[int, float] = {}
+    if cost is not None:
+        pos = [float(cost[g.id]) for g in groups if float(cost.get(g.id, 0.0)) > 0]
+        mean_cost = sum(pos) / len(pos) if pos else 1.0
+        for g in groups:
+            c = float(cost.get(g.id, 0.0))
+            rel[g.id] = (c if c > 0 else 0.01 * mean_cost) / mean_cost
     rows: list[tuple[float, int, int]] = []
     for g in groups:
         s = scores[g.id].double()
         mean = float(s.abs().mean()) or 1.0
-        rows += [(float(v) / mean, g.id, c) for c, v in enumerate(s.tolist())]
+        div = mean * rel.get(g.id, 1.0)
+        rows += [(float(v) / div, g.id, c) for c, v in enumerate(s.tolist())]
     rows.sort()
     return [(gid, c) for _, gid, c in rows]
 
@@ -95,23 +114,21 @@ def keep_after(
     return keep
 
 
-def select_global(
-    groups: list[Group], scores: dict[int, torch.Tensor], measure: Callable[[Keep], float],
+def bisect_prefix(
+    groups: list[Group], order: list[tuple[int, int]], measure: Callable[[Keep], float],
     target: float, round_to: int | None = None, max_ratio: float = 0.95,
-) -> tuple[Keep, float]:
-    """Remove the fewest lowest-ranked channels so that ``measure(keep) <= target``.
+    lo: int = 0, hi: int | None = None,
+) -> tuple[int, Keep, float]:
+    """Smallest ``k`` in ``(lo, hi]`` with ``measure(keep_after(k)) <= target``.
 
-    ``measure`` returns the pruned model's cost as a fraction of the original (it
-    decreases as more channels go). Bisection finds the smallest prefix of the
-    ranking that meets the target; if even the maximum allowed removal misses it,
-    that maximum is returned with its measured value.
+    Assumes ``measure`` falls as ``k`` grows and that ``k = lo`` misses the target.
+    Returns ``(k, keep, value)``; when even ``hi`` misses the target, ``hi`` itself.
     """
-    order = ranking(groups, scores)
-    lo, hi = 0, len(order)
+    hi = len(order) if hi is None else hi
     best = keep_after(groups, order, hi, round_to, max_ratio)
     best_val = measure(best)
     if best_val > target:
-        return best, best_val
+        return hi, best, best_val
     while hi - lo > 1:
         mid = (lo + hi) // 2
         keep = keep_after(groups, order, mid, round_to, max_ratio)
@@ -120,4 +137,22 @@ def select_global(
             hi, best, best_val = mid, keep, val
         else:
             lo = mid
-    return best, best_val
+    return hi, best, best_val
+
+
+def select_global(
+    groups: list[Group], scores: dict[int, torch.Tensor], measure: Callable[[Keep], float],
+    target: float, round_to: int | None = None, max_ratio: float = 0.95,
+    cost: dict[int, float] | None = None,
+) -> tuple[Keep, float]:
+    """Remove the fewest lowest-ranked channels so that ``measure(keep) <= target``.
+
+    ``measure`` returns the pruned model's cost as a fraction of the original (it
+    decreases as more channels go). Bisection finds the smallest prefix of the
+    ranking that meets the target; if even the maximum allowed removal misses it,
+    that maximum is returned with its measured value. ``cost`` is passed to
+    :func:`ranking`.
+    """
+    order = ranking(groups, scores, cost)
+    _, keep, val = bisect_prefix(groups, order, measure, target, round_to, max_ratio)
+    return keep, val
