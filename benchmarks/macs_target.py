@@ -23,8 +23,12 @@ OUT = Path(__file__).resolve().parent / "results" / "macs_target.json"
 
 
 def main() -> None:
-    from transformers import (ResNetConfig, ResNetForImageClassification, ViTConfig,
-                              ViTForImageClassification)
+    from transformers import (
+        ResNetConfig,
+        ResNetForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+    )
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)

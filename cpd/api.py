@@ -17,14 +17,19 @@ import torch.nn as nn
 from cpd.apply.verify import apply_checked
 from cpd.groups.build import build_groups
 from cpd.groups.comb_result import CombResult
-from cpd.plan.latency_search import DEFAULT_TOL, LatencySetup, check_latency_args, select_latency
+from cpd.inputs import ExampleInputs
+from cpd.plan.latency_search import (
+    DEFAULT_TOL,
+    LatencySetup,
+    check_latency_args,
+    select_latency,
+)
 from cpd.plan.measure import Measurer
 from cpd.plan.plan import Plan
 from cpd.plan.select import ranking, select_global, select_uniform
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
 from cpd.trace.gc_pause import gc_paused
-from cpd.trace.inputs import ExampleInputs
 from cpd.trace.recorder import trace
 
 __all__ = ["PruneResult", "comb", "count", "prune"]

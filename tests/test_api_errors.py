@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+from micro_zoo import Residual, example
 
 import cpd
-from micro_zoo import Residual, example
 
 
 class UsesUnknownOp(nn.Module):
@@ -64,7 +64,7 @@ def test_model_that_cannot_run() -> None:
 
 
 def test_bad_example_inputs_type() -> None:
-    with pytest.raises(RuntimeError, match="example_inputs must be"):
+    with pytest.raises(TypeError, match="example_inputs must be"):
         cpd.comb(Residual().eval(), "not a tensor")  # type: ignore[arg-type]
 
 

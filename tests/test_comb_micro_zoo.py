@@ -6,12 +6,12 @@ import random
 
 import pytest
 import torch
+from masking import masked, random_keep, randomize_bn
+from micro_zoo import ALL, EXACT, SDPA, Concat, Grouped, Norms, Spatial, Unbind, example
 
 import cpd
 from cpd.apply.verify import apply_checked
 from cpd.plan.plan import Plan
-from masking import masked, random_keep, randomize_bn
-from micro_zoo import ALL, EXACT, Concat, Grouped, Norms, SDPA, Spatial, Unbind, example
 
 
 def _build(cls: type) -> torch.nn.Module:

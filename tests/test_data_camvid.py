@@ -7,7 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from cpd.data import CAMVID_IGNORE_INDEX, CamVid, CamVidPatches, build_dataset, load_label, load_rgb
+from cpd.data import (
+    CAMVID_IGNORE_INDEX,
+    CamVid,
+    CamVidPatches,
+    build_dataset,
+    load_label,
+    load_rgb,
+)
 from cpd.data.image import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 ROOT = Path("/work/shared/data/camvid")

@@ -15,6 +15,7 @@ import time
 import pytest
 import torch
 import torch.nn as nn
+from micro_zoo import Residual, example
 
 import cpd
 from cpd.plan.latency_cost import LatencyCostModel
@@ -23,7 +24,6 @@ from cpd.plan.latency_timer import LatencyTimer, Timing
 from cpd.plan.measure import Measurer
 from cpd.plan.plan import Plan
 from cpd.plan.select import keep_after, ranking
-from micro_zoo import Residual, example
 
 
 def cbr(cin: int, cout: int) -> nn.Sequential:

@@ -14,11 +14,11 @@ import torch
 import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from masking import masked, random_keep, randomize_bn
 
 import cpd
 from cpd.apply.verify import apply_checked
 from cpd.plan.plan import Plan
-from masking import masked, random_keep, randomize_bn
 
 BLOCKS = ["conv", "residual", "cat", "split", "chunk", "grouped", "depthwise", "gate"]
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scores_models import F64, Heads, conv_bn, conv_bn_group, heads_group, mask_grads, mlp, mlp_data, mlp_group, sum_mse
+from scores_models import (
+    F64,
+    Heads,
+    conv_bn,
+    conv_bn_group,
+    heads_group,
+    mask_grads,
+    mlp,
+    mlp_data,
+    mlp_group,
+    sum_mse,
+)
 
 from cpd.groups.group import Group, Member
 from cpd.scores import available, get_criterion

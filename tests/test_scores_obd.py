@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scores_models import F64, TwoBranch, mlp, mlp_data, mlp_group, quadratic_case, removal_delta, sum_mse
+from scores_models import (
+    F64,
+    TwoBranch,
+    mlp,
+    mlp_data,
+    mlp_group,
+    quadratic_case,
+    removal_delta,
+    sum_mse,
+)
 
 from cpd.groups.group import Group, Member
 from cpd.scores import get_criterion

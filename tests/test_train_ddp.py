@@ -7,7 +7,6 @@ torchrun would set, so the trainer takes its ordinary ``init_distributed()`` pat
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -17,7 +16,15 @@ from torch.utils.data import Subset
 
 from cpd.data import build_dataset
 from cpd.tasks import build_task
-from cpd.train import Callback, TrainConfig, Trainer, all_reduce_scores, init_distributed, list_checkpoints, read_checkpoint
+from cpd.train import (
+    Callback,
+    TrainConfig,
+    Trainer,
+    all_reduce_scores,
+    init_distributed,
+    list_checkpoints,
+    read_checkpoint,
+)
 
 WORLD = 2
 

@@ -14,7 +14,14 @@ from cpd.apply.apply import apply_plan
 from cpd.data import build_dataset
 from cpd.plan.plan import Plan
 from cpd.tasks import build_task
-from cpd.train import Callback, CheckpointError, TrainConfig, Trainer, list_checkpoints, read_checkpoint
+from cpd.train import (
+    Callback,
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    list_checkpoints,
+    read_checkpoint,
+)
 from cpd.train import checkpoint as checkpoint_module
 
 

@@ -9,9 +9,8 @@ import torch
 import torch.nn as nn
 
 from cpd.apply.apply import apply_plan
+from cpd.inputs import ExampleInputs, call_model
 from cpd.plan.plan import Plan
-
-from cpd.trace.inputs import ExampleInputs, run_model
 from cpd.trace.recorder import output_shapes
 
 
@@ -29,7 +28,7 @@ def verify(model: nn.Module, example_inputs: ExampleInputs, expected: list[list[
     model.eval()
     try:
         with torch.no_grad():
-            out = run_model(model, example_inputs)
+            out = call_model(model, example_inputs)
     except Exception as e:  # noqa: BLE001 - reported with the cause
         raise VerificationError(f"pruned model fails: {type(e).__name__}: {e}") from e
     finally:

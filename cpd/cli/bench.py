@@ -10,7 +10,14 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from cpd.cli.common import add_model_arguments, console, csv_ints, open_cli_model, positive_int, print_json
+from cpd.cli.common import (
+    add_model_arguments,
+    console,
+    csv_ints,
+    open_cli_model,
+    positive_int,
+    print_json,
+)
 from cpd.cli.parser import HelpFormatter
 
 __all__ = ["register", "run"]

@@ -18,7 +18,14 @@ import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 
-from cpd.cli.parser import EXIT_FAILURE, EXIT_USAGE, CliError, HelpFormatter, OneLineParser, error_line
+from cpd.cli.parser import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    HelpFormatter,
+    OneLineParser,
+    error_line,
+)
 
 __all__ = ["build_parser", "main"]
 

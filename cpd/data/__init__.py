@@ -7,7 +7,14 @@ from cpd.data.camvid_patches import CamVidPatches
 from cpd.data.cifar import CIFAR10, CIFAR100, load_cifar_batch
 from cpd.data.digits import Digits
 from cpd.data.factory import DATASETS, build_dataset
-from cpd.data.image import IMAGENET_MEAN, IMAGENET_STD, load_label, load_rgb, normalize, to_float
+from cpd.data.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_label,
+    load_rgb,
+    normalize,
+    to_float,
+)
 from cpd.data.imagefolder import ImageFolder, center_crop_resize
 from cpd.data.paired import PairedSegmentation
 

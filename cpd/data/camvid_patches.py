@@ -13,8 +13,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from cpd.data.augment import JointAugment, resolve_augment
-from cpd.data.camvid import CAMVID_CLASSES, CAMVID_IGNORE_INDEX, camvid_pairs
-from cpd.data.image import IMAGENET_MEAN, IMAGENET_STD, load_label, load_rgb, normalize, to_float
+from cpd.data.camvid import CAMVID_CLASSES, camvid_pairs
+from cpd.data.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_label,
+    load_rgb,
+    normalize,
+    to_float,
+)
 
 __all__ = ["CamVidPatches"]
 

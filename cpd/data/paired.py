@@ -9,7 +9,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from cpd.data.augment import JointAugment
-from cpd.data.image import IMAGENET_MEAN, IMAGENET_STD, load_label, load_rgb, normalize, to_float
+from cpd.data.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_label,
+    load_rgb,
+    normalize,
+    to_float,
+)
 
 __all__ = ["PairedSegmentation"]
 

@@ -31,7 +31,14 @@ from cpd.io.inputs import InputSpec
 from cpd.io.load import load, load_folder
 from cpd.io.resolve import open_model
 from cpd.io.save import save_pruned
-from cpd.io.sources import LoadedModel, Source, build_source, register_source, sources, valid_forms
+from cpd.io.sources import (
+    LoadedModel,
+    Source,
+    build_source,
+    register_source,
+    sources,
+    valid_forms,
+)
 from cpd.io.spec import ModelSpec, parse_model_string, parse_shape
 
 __all__ = [

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from cpd.apply.apply import apply_plan
+from cpd.inputs import evaluating
 from cpd.plan.plan import Plan
 from cpd.plan.schedule import IterativePruner
-from cpd.report.inputs import evaluating
 from cpd.train.callbacks import Callback
 from cpd.train.distributed import all_reduce_scores
 

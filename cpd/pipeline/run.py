@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cpd.inputs import batch_like
 from cpd.pipeline.prune_callback import PruneDuringTraining
 from cpd.plan.plan import Plan
 from cpd.report.counting import count
-from cpd.report.inputs import batch_like
 from cpd.report.latency import measure_latency
 from cpd.tasks.task import Task
 from cpd.train.config import TrainConfig

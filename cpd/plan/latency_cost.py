@@ -21,12 +21,7 @@ from torch.utils.flop_counter import flop_registry, shape_wrapper
 from cpd.apply.apply import apply_plan
 from cpd.groups.comb_result import CombResult
 from cpd.groups.group import Group
-from cpd.plan.latency_timer import _hooked, profile_self_times
-from cpd.plan.measure import _to_meta
-from cpd.plan.plan import Plan
-from cpd.plan.select import Keep, _step, min_keep, select_uniform
-from cpd.report.counting import _custom_mapping
-from cpd.report.inputs import (
+from cpd.inputs import (
     ExampleInputs,
     batch_like,
     call_model,
@@ -35,6 +30,11 @@ from cpd.report.inputs import (
     model_device,
     to_device,
 )
+from cpd.plan.latency_timer import _hooked, profile_self_times
+from cpd.plan.measure import _to_meta
+from cpd.plan.plan import Plan
+from cpd.plan.select import Keep, _step, min_keep, select_uniform
+from cpd.report.counting import _custom_mapping
 
 DEFAULT_PROBES = (0.3, 0.6)
 #: Default relative tolerance on the measured latency fraction.

@@ -74,14 +74,14 @@ import torch.nn as nn
 
 from cpd.groups.comb_result import CombResult
 from cpd.groups.group import Group
+from cpd.inputs import (
+    ExampleInputs,
+)
 
 #: Fractions of every group removed in the two probes the cost model is fitted to.
 from cpd.plan.latency_cost import LatencyCostModel, keep_key
 from cpd.plan.latency_timer import LatencyTimer, Timing
 from cpd.plan.select import Keep, bisect_prefix, keep_after
-from cpd.report.inputs import (
-    ExampleInputs,
-)
 
 DEFAULT_TOL = 0.05
 #: Default cap on candidates timed for real during the search.

@@ -17,9 +17,7 @@ import torch.nn as nn
 
 from cpd.apply.apply import apply_plan
 from cpd.groups.comb_result import CombResult
-from cpd.plan.plan import Plan
-from cpd.plan.select import Keep
-from cpd.report.inputs import (
+from cpd.inputs import (
     ExampleInputs,
     batch_like,
     call_model,
@@ -27,6 +25,8 @@ from cpd.report.inputs import (
     model_device,
     to_device,
 )
+from cpd.plan.plan import Plan
+from cpd.plan.select import Keep
 
 #: Fractions of every group removed in the two probes the cost model is fitted to.
 from cpd.trace.gc_pause import gc_paused

@@ -16,9 +16,9 @@ import torch.nn as nn
 
 from cpd.apply.apply import apply_plan
 from cpd.groups.comb_result import CombResult
+from cpd.inputs import ExampleInputs
 from cpd.plan.plan import Plan
 from cpd.report.counting import count, count_params
-from cpd.trace.inputs import ExampleInputs
 
 
 def _to_meta(x: object) -> object:

@@ -36,6 +36,7 @@ import torch.nn as nn
 import cpd.api as api
 from cpd.apply.mask import removed_positions, zero_channels
 from cpd.apply.verify import apply_checked
+from cpd.inputs import ExampleInputs
 from cpd.plan.latency_search import (
     DEFAULT_TOL,
     LatencySearch,
@@ -49,7 +50,6 @@ from cpd.plan.plan import Plan
 from cpd.plan.select import Keep, bisect_prefix, ranking, select_global, select_uniform
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
-from cpd.trace.inputs import ExampleInputs
 
 
 class IterativePruner:

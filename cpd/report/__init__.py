@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cpd.report.counting import count, count_by_module, count_params
-    from cpd.report.inputs import ExampleInputs, batch_like, call_model, evaluating, to_device
-    from cpd.report.latency import Latency, measure_latency, time_callable, torch_threads
+    from cpd.report.latency import (
+        Latency,
+        measure_latency,
+        time_callable,
+        torch_threads,
+    )
     from cpd.report.onnx_export import export_onnx
     from cpd.report.onnx_runtime import OnnxMismatchError, check_onnx, time_onnx
     from cpd.report.plots import plot_latency, plot_metric_vs_macs, plot_widths
@@ -22,11 +26,6 @@ _WHERE = {
     "count": "counting",
     "count_by_module": "counting",
     "count_params": "counting",
-    "ExampleInputs": "inputs",
-    "batch_like": "inputs",
-    "call_model": "inputs",
-    "evaluating": "inputs",
-    "to_device": "inputs",
     "Latency": "latency",
     "measure_latency": "latency",
     "time_callable": "latency",

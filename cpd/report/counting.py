@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from cpd.report.inputs import ExampleInputs, call_model, evaluating, model_device, to_device
+from cpd.inputs import ExampleInputs, call_model, evaluating, model_device, to_device
 
 
 def _sdpa_cpu_flop(

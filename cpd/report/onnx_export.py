@@ -29,8 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cpd.report.atomic import atomic_path
-from cpd.report.inputs import (
+from cpd.inputs import (
     ExampleInputs,
     batch_size_of,
     call_model,
@@ -42,6 +41,7 @@ from cpd.report.inputs import (
     tensor_paths,
     to_device,
 )
+from cpd.report.atomic import atomic_path
 from cpd.report.onnx_runtime import (
     _INSTALL_HINT,
     DEFAULT_ATOL,

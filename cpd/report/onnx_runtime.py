@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cpd.report.inputs import (
+from cpd.inputs import (
     ExampleInputs,
     batch_like,
     batch_size_of,

@@ -18,7 +18,12 @@ from cpd.scores.batch import LossFn, default_loss
 from cpd.scores.channels import GroupPlan, MemberPlan, build_plans, channel_sum
 from cpd.scores.hessian import HessianCriterion
 from cpd.scores.magnitude import MagnitudeCriterion
-from cpd.scores.normalize import channel_width, global_ranking, normalize_scores, param_cost
+from cpd.scores.normalize import (
+    channel_width,
+    global_ranking,
+    normalize_scores,
+    param_cost,
+)
 from cpd.scores.obd import OBDCriterion
 from cpd.scores.rand import RandomCriterion
 from cpd.scores.registry import DEFAULT_CRITERION, available, get_criterion, register

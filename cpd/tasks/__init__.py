@@ -5,7 +5,13 @@ from cpd.tasks.outputs import logits_of  # isort: skip
 from cpd.tasks.classification import TopKAccuracy, classification_loss
 from cpd.tasks.metric import StreamingMetric, all_reduce_sum
 from cpd.tasks.segmentation import ConfusionMatrix, resize_logits, segmentation_loss
-from cpd.tasks.task import TASK_NAMES, ClassificationTask, SegmentationTask, Task, build_task
+from cpd.tasks.task import (
+    TASK_NAMES,
+    ClassificationTask,
+    SegmentationTask,
+    Task,
+    build_task,
+)
 
 __all__ = [
     "TASK_NAMES",

@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cpd.trace.inputs import ExampleInputs, run_model
+from cpd.inputs import ExampleInputs, call_model, check_example_inputs
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ def trace(model: nn.Module, example_inputs: ExampleInputs) -> Trace:
         RuntimeError: the model cannot run on the example inputs (the message
             carries the model's own error).
     """
+    check_example_inputs(example_inputs)
     params = dict(model.named_parameters(remove_duplicate=False))
     buffers = dict(model.named_buffers(remove_duplicate=False))
     known = {id(t): t for t in [*params.values(), *buffers.values()]}
@@ -125,7 +126,7 @@ def trace(model: nn.Module, example_inputs: ExampleInputs) -> Trace:
     model.eval()
     try:
         with torch.no_grad(), rec:
-            out = run_model(model, example_inputs)
+            out = call_model(model, example_inputs)
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise RuntimeError(
             f"the model failed on the example inputs ({type(e).__name__}: {e}); "

@@ -22,7 +22,13 @@ from cpd.train.checkpoint import (
     save_checkpoint,
 )
 from cpd.train.config import TrainConfig
-from cpd.train.distributed import DistInfo, all_reduce_scores, init_distributed, is_distributed, unwrap
+from cpd.train.distributed import (
+    DistInfo,
+    all_reduce_scores,
+    init_distributed,
+    is_distributed,
+    unwrap,
+)
 from cpd.train.evaluate import evaluate
 from cpd.train.optim import build_optimizer, clip_gradients, transfer_state
 from cpd.train.rng import get_rng_state, seed_everything, set_rng_state

@@ -22,10 +22,10 @@ from torch import nn
 from cpd.api import comb
 from cpd.apply.apply import apply_plan
 from cpd.data import build_dataset
+from cpd.inputs import evaluating
 from cpd.plan.plan import Plan
 from cpd.plan.select import select_uniform
 from cpd.report.counting import count_params
-from cpd.report.inputs import evaluating
 from cpd.scores import get_criterion
 from cpd.tasks import build_task
 from cpd.train.callbacks import Callback

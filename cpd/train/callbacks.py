@@ -43,7 +43,7 @@ is ``HessianPrune`` in ``cpd/train/__main__.py``)::
         def on_batch(self, trainer, step, inputs, targets, loss_fn):
             if step != self.at_step:
                 return None
-            with evaluating(trainer.model):   # cpd.report.inputs: a train-mode trace moves BN stats
+            with evaluating(trainer.model):   # cpd.inputs: a train-mode trace moves BN stats
                 result = cpd.prune(trainer.model, self.example, ratio=self.ratio)
             self.plans.append(result.plan.to_json())
             return result.model               # the trainer puts it in train mode

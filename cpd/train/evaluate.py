@@ -8,10 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cpd.report.inputs import to_device
+from cpd.inputs import call_model, to_device
 from cpd.tasks.outputs import logits_of
 from cpd.tasks.task import Task
-from cpd.trace.inputs import run_model
 from cpd.train.amp import autocast
 
 __all__ = ["evaluate"]
@@ -41,7 +40,7 @@ def evaluate(model: nn.Module, loader: Iterable[Any], task: Task, device: torch.
         for inputs, targets in loader:
             inputs = to_device(inputs, device)
             with autocast(device, amp):
-                outputs = run_model(model, inputs)
+                outputs = call_model(model, inputs)
             # float(): bf16 logits would make ties (and so top-k) depend on rounding.
             metric.update(logits_of(outputs).float(), targets.to(device))
     finally:

@@ -22,11 +22,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from cpd.distill.mix import mix_losses
+from cpd.inputs import call_model, to_device
 from cpd.report.atomic import atomic_path
-from cpd.report.inputs import to_device
 from cpd.tasks.outputs import logits_of
 from cpd.tasks.task import Task
-from cpd.trace.inputs import run_model
 from cpd.train.amp import autocast, make_scaler
 from cpd.train.callbacks import Callback
 from cpd.train.checkpoint import CheckpointManager
@@ -35,7 +34,12 @@ from cpd.train.distributed import DistInfo, init_distributed, unwrap, wrap_ddp
 from cpd.train.evaluate import evaluate
 from cpd.train.loaders import eval_loader, train_loader
 from cpd.train.log import JsonLinesLog, progress_bar
-from cpd.train.optim import build_optimizer, clip_gradients, named_trainable, transfer_state
+from cpd.train.optim import (
+    build_optimizer,
+    clip_gradients,
+    named_trainable,
+    transfer_state,
+)
 from cpd.train.rng import seed_everything
 from cpd.train.schedule import WarmupSchedule
 from cpd.train.state import resume_training_state, save_training_state
@@ -174,8 +178,8 @@ class Trainer:
         with autocast(self.device, self.config.amp):
             if self.teacher is not None:
                 with torch.no_grad():
-                    teacher_logits = logits_of(run_model(self.teacher, inputs)).detach()
-            outputs = run_model(self.ddp_model, inputs)
+                    teacher_logits = logits_of(call_model(self.teacher, inputs)).detach()
+            outputs = call_model(self.ddp_model, inputs)
             loss, parts = self.loss_and_parts(outputs, (labels, teacher_logits))
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # callbacks and clipping see true gradients

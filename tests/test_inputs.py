@@ -1,11 +1,18 @@
-"""Tests for cpd.report.inputs: calling models on tensor / tuple / dict inputs."""
+"""Tests for cpd.inputs: calling models on tensor / tuple / dict inputs."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from cpd.report.inputs import batch_like, batch_size_of, call_model, evaluating, iter_tensors, tensor_paths
+from cpd.inputs import (
+    batch_like,
+    batch_size_of,
+    call_model,
+    evaluating,
+    iter_tensors,
+    tensor_paths,
+)
 
 
 class _TwoArgs(nn.Module):

@@ -7,8 +7,8 @@ Throughout cpd, *example inputs* are one of:
 * a ``Mapping`` (``dict``): keyword arguments, ``model(**kwargs)``; Hugging Face
   vision models take ``{"pixel_values": x}``.
 
-A list is unpacked like a tuple, as :func:`cpd.trace.inputs.run_model` does, so
-the same example inputs mean the same call everywhere in cpd; a model taking a
+A list is unpacked like a tuple, so the same example inputs mean the same call
+everywhere in cpd; a model taking a
 list of images (detection) gets ``([img0, img1],)``. Anything else is passed as
 the single argument. Tensors may be nested inside tuples, lists and dicts; the
 helpers here walk those containers.
@@ -190,3 +190,16 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+def check_example_inputs(example_inputs: object) -> None:
+    """Refuse forms that are not example inputs (before a long trace or search).
+
+    Raises:
+        TypeError: not a tensor, a tuple/list of arguments or a mapping of kwargs.
+    """
+    if not isinstance(example_inputs, (torch.Tensor, tuple, list, Mapping)):
+        raise TypeError(
+            f"example_inputs must be a tensor, a tuple of arguments or a dict of keyword "
+            f"arguments, not {type(example_inputs).__name__}"
+        )
