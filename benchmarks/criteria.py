@@ -30,9 +30,9 @@ alike; ``overhead_x`` is the median over batches of accumulate / training step.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/criteria.py                  # full run (~10 min)
-    OMP_NUM_THREADS=1 python benchmarks/criteria.py --quick --out-dir /tmp/crit   # smoke run
-    nohup env OMP_NUM_THREADS=1 python benchmarks/criteria.py > benchmarks/results/criteria.log 2>&1 &
+    OMP_NUM_THREADS=1 python benchmarks/criteria.py --variants       # full run (~14 min, 2 shared cores)
+    OMP_NUM_THREADS=1 python benchmarks/criteria.py --quick --out-dir /tmp/crit   # smoke run (~20 s)
+    nohup env OMP_NUM_THREADS=1 python benchmarks/criteria.py --variants > benchmarks/results/criteria.log 2>&1 &
 
 Writes ``criteria.json`` (a list of rows; pruning rows have ``model, task, criterion,
 macs_target, macs, metric``; overhead rows have ``criterion, overhead_x``) and

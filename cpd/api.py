@@ -85,8 +85,10 @@ def _check_args(ratio: float | None, macs: float | None, params: float | None,
 
 
 def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | None,
-            loss_fn: Callable | None, batches: int | None) -> dict[int, torch.Tensor]:
-    crit = get_criterion(importance).prepare(model, groups)
+            loss_fn: Callable | None, batches: int | None,
+            options: dict[str, Any] | None = None) -> tuple[dict[int, torch.Tensor], bool]:
+    """Scores per group, and whether they compare across groups as they are."""
+    crit = get_criterion(importance, **(options or {})).prepare(model, groups)
     if crit.requires_data:
         if data is None or loss_fn is None:
             raise ValueError(f"importance={importance!r} needs data= (batches of "
@@ -95,7 +97,7 @@ def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | No
             if batches is not None and i >= batches:
                 break
             crit.accumulate(model, inputs, targets, loss_fn)
-    return crit.scores()
+    return crit.scores(), crit.comparable
 
 
 def prune(
@@ -109,6 +111,7 @@ def prune(
     latency_batch_size: int = 1,
     latency_tol: float = DEFAULT_TOL,
     importance: str = "magnitude",
+    criterion_options: dict[str, Any] | None = None,
     ignore: Iterable[str] = (),
     round_to: int | None = None,
     head_dim: bool = False,
@@ -137,6 +140,8 @@ def prune(
             target accepts a measured 0.475-0.525; timing noise makes exact
             impossible).
         importance: a criterion name (``cpd.scores.available()``).
+        criterion_options: keyword options of the criterion (``per_sample=False``
+            for hessian, ``seed=`` for random, ``n_probes=`` for obd...).
         ignore: module names to leave alone (output layers are kept automatically).
         round_to: kept channel counts are multiples of this (heads are whole units).
         head_dim: also prune the per-head dim of attention (off: whole heads only).
@@ -158,14 +163,16 @@ def prune(
         return _prune_iterative(model, example_inputs, ratio=ratio, macs=macs, params=params,
                                 latency=latency, latency_batch_size=latency_batch_size,
                                 latency_tol=latency_tol,
-                                importance=importance, ignore=tuple(ignore), round_to=round_to,
+                                importance=importance, criterion_options=criterion_options,
+                                ignore=tuple(ignore), round_to=round_to,
                                 head_dim=head_dim, max_ratio=max_ratio, data=data,
                                 loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace)
     t0 = time.perf_counter()
     result = comb(model, example_inputs, ignore=ignore)
     t1 = time.perf_counter()
     groups = result.prunable(head_dim=head_dim)
-    scores = _scores(model, groups, importance, data, loss_fn, batches)
+    scores, comparable = _scores(model, groups, importance, data, loss_fn, batches,
+                                 criterion_options)
     base_macs, base_params = count(model, example_inputs)
     lat: LatencySetup | None = None
     if ratio is not None:
@@ -175,7 +182,7 @@ def prune(
         lat = LatencySetup.build(model, example_inputs, result, groups,
                                  batch_size=latency_batch_size, round_to=round_to,
                                  max_ratio=max_ratio)
-        order = ranking(groups, scores, cost=lat.channel_costs)
+        order = ranking(groups, scores, cost=lat.channel_costs, by_group_mean=not comparable)
         keep, search = select_latency(groups, order, lat.cost, lat.timer, latency,
                                       tol=latency_tol, round_to=round_to, max_ratio=max_ratio)
         target = {"target_latency": latency}
@@ -183,7 +190,8 @@ def prune(
         kind = "macs" if macs is not None else "params"
         goal = float(macs if macs is not None else params)  # type: ignore[arg-type]
         m = Measurer(model, example_inputs, result, kind)
-        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio)
+        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio,
+                                by_group_mean=not comparable)
         target = {f"target_{kind}": goal}
     plan = Plan.from_comb(result, keep, importance=importance, **target)
     if lat is not None and inplace:

@@ -64,9 +64,16 @@ def select_uniform(
 
 
 def ranking(groups: list[Group], scores: dict[int, torch.Tensor],
-            cost: dict[int, float] | None = None) -> list[tuple[int, int]]:
-    """All channels, least important first. Scores are divided by their group's mean,
-    so that groups with many members (a residual stream) compete fairly.
+            cost: dict[int, float] | None = None,
+            by_group_mean: bool = True) -> list[tuple[int, int]]:
+    """All channels, least important first.
+
+    With ``by_group_mean`` each score is divided by its group's mean, so that scores
+    on unrelated scales (weight magnitudes of a residual stream with many members and
+    of a single conv) compete fairly. Criteria that estimate the loss change of removing
+    a channel (hessian, obd, taylor) are already comparable across groups and are
+    ranked as they are (``by_group_mean=False``): the group mean would throw away
+    exactly the information that tells which group matters more.
 
     With ``cost`` (group id -> what removing one of its channels saves, e.g. ms of
     latency), each normalised score is further divided by its group's cost relative
@@ -84,7 +91,7 @@ def ranking(groups: list[Group], scores: dict[int, torch.Tensor],
     rows: list[tuple[float, int, int]] = []
     for g in groups:
         s = scores[g.id].double()
-        mean = float(s.abs().mean()) or 1.0
+        mean = (float(s.abs().mean()) or 1.0) if by_group_mean else 1.0
         div = mean * rel.get(g.id, 1.0)
         rows += [(float(v) / div, g.id, c) for c, v in enumerate(s.tolist())]
     rows.sort()
@@ -143,7 +150,7 @@ def bisect_prefix(
 def select_global(
     groups: list[Group], scores: dict[int, torch.Tensor], measure: Callable[[Keep], float],
     target: float, round_to: int | None = None, max_ratio: float = 0.95,
-    cost: dict[int, float] | None = None,
+    cost: dict[int, float] | None = None, by_group_mean: bool = True,
 ) -> tuple[Keep, float]:
     """Remove the fewest lowest-ranked channels so that ``measure(keep) <= target``.
 
@@ -151,8 +158,8 @@ def select_global(
     decreases as more channels go). Bisection finds the smallest prefix of the
     ranking that meets the target; if even the maximum allowed removal misses it,
     that maximum is returned with its measured value. ``cost`` is passed to
-    :func:`ranking`.
+    :func:`ranking`, and so is ``by_group_mean``.
     """
-    order = ranking(groups, scores, cost)
+    order = ranking(groups, scores, cost, by_group_mean)
     _, keep, val = bisect_prefix(groups, order, measure, target, round_to, max_ratio)
     return keep, val

@@ -52,6 +52,8 @@ class HessianCriterion(Criterion):
         chunk_size: samples per vmapped chunk.
     """
 
+    comparable = True  # a loss-change estimate: comparable across groups
+
     def __init__(
         self,
         *,

@@ -61,6 +61,8 @@ class OBDCriterion(Criterion):
         norm_eval, method, chunk_size: see :class:`~cpd.scores.base.Criterion`.
     """
 
+    comparable = True  # a loss-change estimate: comparable across groups
+
     def __init__(
         self,
         *,
