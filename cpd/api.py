@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
+from cpd.apply.recalibrate import recalibrate_bn
 from cpd.apply.verify import apply_checked
 from cpd.groups.build import build_groups
 from cpd.groups.comb_result import CombResult
@@ -120,6 +121,7 @@ def prune(
     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     batches: int | None = None,
     steps: int = 1,
+    recalibrate: bool = True,
     inplace: bool = False,
 ) -> PruneResult:
     """Physically remove channels and return the smaller model with its plan.
@@ -151,6 +153,9 @@ def prune(
             (per step when ``steps > 1``).
         steps: prune iteratively: each step re-scores the partly pruned model on
             ``batches`` batches and removes the next share of channels.
+        recalibrate: when ``data`` is given, re-estimate the pruned model's
+            BatchNorm statistics on ``batches`` batches (forward passes only, no
+            weight changes); stale statistics otherwise dominate one-shot accuracy.
         inplace: modify ``model`` itself instead of a copy.
 
     Raises:
@@ -166,7 +171,8 @@ def prune(
                                 importance=importance, criterion_options=criterion_options,
                                 ignore=tuple(ignore), round_to=round_to,
                                 head_dim=head_dim, max_ratio=max_ratio, data=data,
-                                loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace)
+                                loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace,
+                                recalibrate=recalibrate)
     t0 = time.perf_counter()
     result = comb(model, example_inputs, ignore=ignore)
     t1 = time.perf_counter()
@@ -197,6 +203,8 @@ def prune(
     if lat is not None and inplace:
         lat.timer.model = copy.deepcopy(model)  # the original, to re-time against
     pruned, plan, bad = apply_checked(model, example_inputs, plan, result.output_shapes, inplace)
+    if recalibrate and data is not None:
+        plan.meta["bn_recalibrated_batches"] = recalibrate_bn(pruned, data, batches)
     if lat is not None:
         if bad:  # rolled-back groups changed the model: time the final one again
             t = lat.timer.time_model(pruned)
@@ -215,7 +223,7 @@ def prune(
 
 
 def _prune_iterative(model: nn.Module, example_inputs: ExampleInputs, *, data: Iterable | None,
-                     loss_fn: Callable | None, batches: int | None, steps: int, inplace: bool,
+                     loss_fn: Callable | None, batches: int | None, steps: int, inplace: bool, recalibrate: bool,
                      **kw: Any) -> PruneResult:
     """``steps`` rounds of score-then-remove on a masked copy, then one physical prune."""
     from cpd.plan.schedule import IterativePruner  # the schedule builds on this module
@@ -233,5 +241,7 @@ def _prune_iterative(model: nn.Module, example_inputs: ExampleInputs, *, data: I
                 pruner.accumulate(work, inputs, targets, loss_fn)  # type: ignore[arg-type]
         pruner.step(work)
     res = pruner.finalize(work, inplace=inplace)
+    if recalibrate and data is not None:
+        res.plan.meta["bn_recalibrated_batches"] = recalibrate_bn(res.model, data, batches)
     res.seconds = {"prune": time.perf_counter() - t0}
     return res

@@ -115,3 +115,26 @@ def test_find_breaking_isolates_bad_groups_cheaply() -> None:
     kept, rolled = find_breaking(list(range(40)), works)
     assert sorted(rolled) == [3, 17] and sorted(kept) == [g for g in range(40) if g not in bad]
     assert len(calls) < 30  # O(bad * log n), not one call per group
+
+
+def test_bn_recalibration_after_pruning_uses_the_data() -> None:
+    """With data, the pruned model's BatchNorm statistics are re-estimated on it
+    (forward passes only): they equal the batch statistics of the pruned features."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                      nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    res = cpd.prune(m, x[:1], ratio=0.5, importance="taylor", data=[(x, y)], loss_fn=F.cross_entropy)
+    assert res.plan.meta["bn_recalibrated_batches"] == 1
+    feats = res.model[0](x)  # what the first BatchNorm saw during recalibration
+    torch.testing.assert_close(res.model[1].running_mean, feats.mean((0, 2, 3)),
+                               rtol=1e-4, atol=1e-5)
+    assert not torch.equal(res.model[1].running_mean, torch.zeros(8))
+    before = {k: v.clone() for k, v in res.model.state_dict().items() if "running" not in k}
+    assert all(torch.equal(before[k], v) for k, v in res.model.state_dict().items() if k in before)
+    off = cpd.prune(m, x[:1], ratio=0.5, importance="taylor", data=[(x, y)],
+                    loss_fn=F.cross_entropy, recalibrate=False)
+    assert "bn_recalibrated_batches" not in off.plan.meta
