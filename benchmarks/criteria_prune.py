@@ -14,8 +14,6 @@ so it calls the same stages ``cpd.prune`` calls, in the same order:
 
 from __future__ import annotations
 
-import re
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +29,7 @@ from cpd.plan.measure import Measurer
 from cpd.plan.plan import Plan
 from cpd.plan.select import Keep, keep_after, select_global
 from cpd.report.counting import count
-from cpd.scores.registry import available, get_criterion
+from cpd.scores.registry import get_criterion
 
 __all__ = ["Pruned", "Scorer", "check_against_prune", "same_weights", "select_global_with", "snapshot"]
 
@@ -68,11 +66,7 @@ class Scorer:
         investigation variants); ``None`` is exactly what ``cpd.prune`` does.
         """
         if order is None:
-            # As cpd.prune: loss-change criteria rank raw, others per group mean.
-            name = re.match(r"[a-z]+", label).group()  # "random3", "hessian-batch"
-            comparable = type(get_criterion(name)).comparable if name in available() else True
-            keep, _ = select_global(self.groups, scores, self.measure, target, None, 0.95,
-                                    by_group_mean=not comparable)
+            keep, _ = select_global(self.groups, scores, self.measure, target, None, 0.95)
         else:
             keep, _ = select_global_with(order(self.groups, scores), self.groups, self.measure, target)
         plan = Plan.from_comb(self.comb, keep, importance=label, target_macs=target)

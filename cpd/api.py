@@ -87,8 +87,8 @@ def _check_args(ratio: float | None, macs: float | None, params: float | None,
 
 def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | None,
             loss_fn: Callable | None, batches: int | None,
-            options: dict[str, Any] | None = None) -> tuple[dict[int, torch.Tensor], bool]:
-    """Scores per group, and whether they compare across groups as they are."""
+            options: dict[str, Any] | None = None) -> dict[int, torch.Tensor]:
+    """Scores per group (``importance`` with ``options``, accumulated on ``data``)."""
     crit = get_criterion(importance, **(options or {})).prepare(model, groups)
     if crit.requires_data:
         if data is None or loss_fn is None:
@@ -98,7 +98,7 @@ def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | No
             if batches is not None and i >= batches:
                 break
             crit.accumulate(model, inputs, targets, loss_fn)
-    return crit.scores(), crit.comparable
+    return crit.scores()
 
 
 def prune(
@@ -177,8 +177,7 @@ def prune(
     result = comb(model, example_inputs, ignore=ignore)
     t1 = time.perf_counter()
     groups = result.prunable(head_dim=head_dim)
-    scores, comparable = _scores(model, groups, importance, data, loss_fn, batches,
-                                 criterion_options)
+    scores = _scores(model, groups, importance, data, loss_fn, batches, criterion_options)
     base_macs, base_params = count(model, example_inputs)
     lat: LatencySetup | None = None
     if ratio is not None:
@@ -188,7 +187,7 @@ def prune(
         lat = LatencySetup.build(model, example_inputs, result, groups,
                                  batch_size=latency_batch_size, round_to=round_to,
                                  max_ratio=max_ratio)
-        order = ranking(groups, scores, cost=lat.channel_costs, by_group_mean=not comparable)
+        order = ranking(groups, scores, cost=lat.channel_costs)
         keep, search = select_latency(groups, order, lat.cost, lat.timer, latency,
                                       tol=latency_tol, round_to=round_to, max_ratio=max_ratio)
         target = {"target_latency": latency}
@@ -196,8 +195,7 @@ def prune(
         kind = "macs" if macs is not None else "params"
         goal = float(macs if macs is not None else params)  # type: ignore[arg-type]
         m = Measurer(model, example_inputs, result, kind)
-        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio,
-                                by_group_mean=not comparable)
+        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio)
         target = {f"target_{kind}": goal}
     plan = Plan.from_comb(result, keep, importance=importance, **target)
     if lat is not None and inplace:

@@ -58,7 +58,7 @@ def test_quick_run_writes_valid_results(tmp_path, one_thread):
 
     assert {r["criterion"] for r in over_rows} == {*criteria.DATA_CRITERIA, criteria.HOOK_LABEL}
     proto = next(r for r in over_rows if r["criterion"] == criteria.HOOK_LABEL)
-    assert proto["max_rel_diff_vs_hessian"] < 1e-4  # the prototype computes the same scores
+    assert proto["max_rel_diff_vs_hessian"] < 1e-3  # same scores up to float32 round-off
     assert any(r["criterion"] == "hessian (rank per MAC)" for r in prune_rows)
     assert all(-1.0 <= v <= 1.0 for r in rho_rows for v in r["spearman"].values())
     for r in over_rows:

@@ -154,8 +154,7 @@ class IterativePruner:
             goal = 1.0 - (1.0 - self.target) * frac
             assert self._measure is not None
             keep, achieved = select_global(self.groups, scores, self._measure, goal,
-                                           self.round_to, self.max_ratio,
-                                           by_group_mean=not self.criterion.comparable)
+                                           self.round_to, self.max_ratio)
         # Never bring back a channel removed earlier (selection is monotone).
         for gid, kept in self.keep.items():
             keep[gid] = sorted(set(keep.get(gid, kept)) & set(kept))
@@ -173,8 +172,7 @@ class IterativePruner:
         """Latency-aware ranking; cost model only, plus real timings at the last step."""
         lat = self._latency
         assert lat is not None
-        order = ranking(self.groups, scores, cost=lat.channel_costs,
-                        by_group_mean=not self.criterion.comparable)
+        order = ranking(self.groups, scores, cost=lat.channel_costs)
         # channels removed by earlier steps go first, so every prefix contains them
         gone = {(g, c) for g, kept in self.keep.items()
                 for c in set(range(self.comb.group(g).size)) - set(kept)}

@@ -68,12 +68,12 @@ def ranking(groups: list[Group], scores: dict[int, torch.Tensor],
             by_group_mean: bool = True) -> list[tuple[int, int]]:
     """All channels, least important first.
 
-    With ``by_group_mean`` each score is divided by its group's mean, so that scores
-    on unrelated scales (weight magnitudes of a residual stream with many members and
-    of a single conv) compete fairly. Criteria that estimate the loss change of removing
-    a channel (hessian, obd, taylor) are already comparable across groups and are
-    ranked as they are (``by_group_mean=False``): the group mean would throw away
-    exactly the information that tells which group matters more.
+    With ``by_group_mean`` (the default, for every criterion) each score is divided by
+    its group's mean, so that groups compete on relative importance and removals
+    spread over layers. Raw loss-change scores (hessian, ``by_group_mean=False``)
+    rank single channels better but concentrate removals: in the CamVid criteria
+    benchmark they gave 60 % vs 48 % top-1 at 70 % MACs but collapsed to 4 % vs 22 %
+    at 50 % (one-shot, no BN recalibration), so they are opt-in.
 
     With ``cost`` (group id -> what removing one of its channels saves, e.g. ms of
     latency), each normalised score is further divided by its group's cost relative

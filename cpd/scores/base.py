@@ -69,10 +69,6 @@ class Criterion:
 
     name: ClassVar[str] = ""
     requires_data: ClassVar[bool] = True
-    #: Scores estimate the change of the loss when a channel goes, so scores of
-    #: different groups compare as they are. False (magnitude, random): rank each
-    #: group relative to its own mean instead.
-    comparable: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -52,8 +52,6 @@ class HessianCriterion(Criterion):
         chunk_size: samples per vmapped chunk.
     """
 
-    comparable = True  # a loss-change estimate: comparable across groups
-
     def __init__(
         self,
         *,

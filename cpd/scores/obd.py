@@ -61,8 +61,6 @@ class OBDCriterion(Criterion):
         norm_eval, method, chunk_size: see :class:`~cpd.scores.base.Criterion`.
     """
 
-    comparable = True  # a loss-change estimate: comparable across groups
-
     def __init__(
         self,
         *,

@@ -36,8 +36,6 @@ class TaylorCriterion(Criterion):
             :class:`~cpd.scores.base.Criterion`).
     """
 
-    comparable = True  # a loss-change estimate: comparable across groups
-
     def __init__(self, *, norm_eval: bool = True) -> None:
         super().__init__(per_sample=False, norm_eval=norm_eval)
 
