@@ -507,8 +507,9 @@ def _setup(arch: str, task: str) -> _Baseline:
         if callable(getattr(cpd, "count", None)):
             macs, params = _count("cpd.count", model, inputs)
             counter = "cpd.count"
-    except Exception:  # noqa: BLE001 - cpd missing or its counter fails on this model
+    except Exception as e:  # noqa: BLE001 - cpd missing or its counter fails on this model
         counter = "flop_counter"
+        hf_zoo.emit("NOTE", f"cpd.count unusable, both tools use flop_counter: {hf_zoo._short(e)}")
     if counter == "flop_counter":
         macs, params = hf_zoo.count_flops_macs(model, inputs)
     out_layers = find_output_layers(model, inputs)
@@ -571,6 +572,8 @@ def run_arch(arch: str, task: str, steps: list[tuple[str, float]], timeout: floa
                 state["detail"] = "tracing"
             elif kind == "PHASE":
                 state["detail"] = payload
+            elif kind == "NOTE":
+                log(f"    note: {payload}")
             elif kind == "ROW":
                 rows.append(payload)
                 key = (payload["tool"], payload["ratio"])
