@@ -27,7 +27,7 @@ from cpd.groups.comb_result import CombResult
 from cpd.groups.group import Group
 from cpd.plan.measure import Measurer
 from cpd.plan.plan import Plan
-from cpd.plan.select import Keep, keep_after, select_global
+from cpd.plan.select import Keep, bisect_prefix, select_global
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
 
@@ -79,20 +79,8 @@ class Scorer:
 def select_global_with(order: list[tuple[int, int]], groups: list[Group], measure: Callable[[Keep], float],
                        target: float, max_ratio: float = 0.95) -> tuple[Keep, float]:
     """:func:`cpd.plan.select.select_global` with a given channel order (same bisection)."""
-    lo, hi = 0, len(order)
-    best = keep_after(groups, order, hi, None, max_ratio)
-    best_val = measure(best)
-    if best_val > target:
-        return best, best_val
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        keep = keep_after(groups, order, mid, None, max_ratio)
-        val = measure(keep)
-        if val <= target:
-            hi, best, best_val = mid, keep, val
-        else:
-            lo = mid
-    return best, best_val
+    _, keep, val = bisect_prefix(groups, order, measure, target, None, max_ratio)
+    return keep, val
 
 
 def check_against_prune(scorer: Scorer, batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn,

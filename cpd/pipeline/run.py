@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -123,11 +123,6 @@ def run_cpd(
     history = cb.pruner.history if cb.pruner is not None else []
     return CPDResult(pruned_model, cb.plan, baseline, pruned, history, task.primary_metric,
                      time.perf_counter() - t0)
-
-
-def without_distillation(config: TrainConfig) -> TrainConfig:
-    """The same budget with plain task loss (the ablation baseline)."""
-    return replace(config, alpha=0.0)
 
 
 def example_batch(dataset: Dataset) -> torch.Tensor:

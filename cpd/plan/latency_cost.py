@@ -31,7 +31,6 @@ from cpd.inputs import (
     to_device,
 )
 from cpd.plan.latency_timer import _hooked, profile_self_times
-from cpd.plan.measure import _to_meta
 from cpd.plan.plan import Plan
 from cpd.plan.select import Keep, _step, min_keep, select_uniform
 from cpd.report.counting import _custom_mapping
@@ -134,7 +133,7 @@ class LatencyCostModel:
         # shape-only copy for counting work (real copy when the model cannot run on meta)
         try:
             meta = copy.deepcopy(model).to("meta")
-            meta_inputs = _to_meta(example_inputs)
+            meta_inputs = to_device(example_inputs, "meta")
             full_work = module_work(meta, meta_inputs)
             self._work_model, self._work_inputs = meta, meta_inputs
         except Exception:  # noqa: BLE001 - data-dependent Python: count on real tensors

@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import copy
 
-import torch
 import torch.nn as nn
 
 from cpd.apply.apply import apply_plan
 from cpd.groups.comb_result import CombResult
-from cpd.inputs import ExampleInputs
+from cpd.inputs import ExampleInputs, to_device
 from cpd.plan.plan import Plan
 from cpd.report.counting import count, count_params
-
-
-def _to_meta(x: object) -> object:
-    if isinstance(x, torch.Tensor):
-        return x.to("meta")
-    if isinstance(x, dict):
-        return {k: _to_meta(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to_meta(v) for v in x)
-    return x
 
 
 class Measurer:
@@ -42,7 +31,7 @@ class Measurer:
         self.model, self.inputs = model, example_inputs
         try:
             meta = copy.deepcopy(model).to("meta")
-            inputs = _to_meta(example_inputs)
+            inputs = to_device(example_inputs, "meta")
             base = self._value(meta, inputs)
             self.model, self.inputs = meta, inputs
         except Exception:  # noqa: BLE001 - fall back to real tensors
