@@ -32,7 +32,7 @@ from cpd.scores import HessianCriterion, get_criterion
 RTOL = 1e-9
 
 
-@pytest.mark.parametrize("method", ["vmap", "loop"])
+@pytest.mark.parametrize("method", ["hooks", "vmap", "loop"])
 @pytest.mark.parametrize("loss_fn", [sum_mse, mean_mse], ids=["sum", "mean"])
 def test_matches_exact_second_order_change(method: str, loss_fn) -> None:
     # Quadratic in the mask, zero gradient, |residual| = 1: the empirical Fisher is the
@@ -68,7 +68,7 @@ def test_batch_form_differs_where_gradients_cancel() -> None:
     "case",
     ["mlp", "heads", "conv_bn"],
 )
-@pytest.mark.parametrize("method", ["vmap", "loop"])
+@pytest.mark.parametrize("method", ["hooks", "vmap", "loop"])
 def test_equals_squared_explicit_mask_gradient(case: str, method: str) -> None:
     # sum_i w_i dL_n/dw_i over all param members == d L_n / d mask_c (chain rule), for a
     # group spanning two layers, for multi-position (head) channels and through BN.
@@ -88,12 +88,13 @@ def test_equals_squared_explicit_mask_gradient(case: str, method: str) -> None:
     torch.testing.assert_close(crit.scores()[group.id], expected, rtol=RTOL, atol=0)
 
 
-def test_batchnorm_in_train_mode_is_scored_in_eval_mode_without_side_effects() -> None:
+@pytest.mark.parametrize("method", ["hooks", "vmap"])
+def test_batchnorm_in_train_mode_is_scored_in_eval_mode_without_side_effects(method: str) -> None:
     model = conv_bn().train()
     group = conv_bn_group()
     x, y = torch.randn(6, 3, 5, 5, dtype=F64), torch.randn(6, 2, dtype=F64)
     stats = (model.bn.running_mean.clone(), model.bn.running_var.clone(), model.bn.num_batches_tracked.clone())
-    crit = get_criterion("hessian", method="vmap").prepare(model, [group])  # vmap must not fail
+    crit = get_criterion("hessian", method=method).prepare(model, [group])  # neither engine may fail
     crit.accumulate(model, x, y, sum_mse)
     assert model.training and model.bn.training
     for before, after in zip(stats, (model.bn.running_mean, model.bn.running_var, model.bn.num_batches_tracked)):

@@ -11,12 +11,19 @@ Usage::
 
 Registered criteria: ``hessian`` (default), ``obd``, ``taylor``, ``magnitude``,
 ``random``. See each module for the exact formula.
+
+Per-sample engines: ``hessian`` computes its per-sample mask gradients from
+activations and activation gradients in one batched forward and backward
+(:mod:`cpd.scores.activation_grads`, ``method="hooks"``, the default via ``"auto"``);
+per-sample weight gradients (:mod:`cpd.scores.persample`, ``"vmap"`` / ``"loop"``)
+are the fallback and serve ``obd``'s per-sample Fisher diagonal.
 """
 
+from cpd.scores.activation_grads import ActivationGrads, HooksUnsupported
 from cpd.scores.base import Criterion
 from cpd.scores.batch import LossFn, default_loss
 from cpd.scores.channels import GroupPlan, MemberPlan, build_plans, channel_sum
-from cpd.scores.hessian import HessianCriterion
+from cpd.scores.hessian import HessianCriterion, HessianMethod
 from cpd.scores.magnitude import MagnitudeCriterion
 from cpd.scores.normalize import (
     channel_width,
@@ -38,6 +45,9 @@ __all__ = [
     "build_plans",
     "channel_sum",
     "HessianCriterion",
+    "HessianMethod",
+    "ActivationGrads",
+    "HooksUnsupported",
     "OBDCriterion",
     "TaylorCriterion",
     "MagnitudeCriterion",

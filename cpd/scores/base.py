@@ -58,8 +58,8 @@ class Criterion:
             (batch norm) that are in training mode into eval mode, so that samples are
             independent and scoring does not update running statistics. Required for
             ``per_sample=True`` on a model with batch norm in training mode.
-        method: per-sample engine, ``"auto"`` (vmap, falling back to a loop),
-            ``"vmap"`` or ``"loop"``.
+        method: per-sample weight-gradient engine, ``"auto"`` (vmap, falling back to
+            a loop), ``"vmap"`` or ``"loop"`` (``hessian`` adds ``"hooks"``).
         chunk_size: samples per vmapped chunk (bounds memory).
 
     Attributes:

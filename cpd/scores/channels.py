@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cpd.groups.group import Group
 
-__all__ = ["MemberPlan", "GroupPlan", "resolve_params", "build_plans", "channel_sum"]
+__all__ = ["MemberPlan", "GroupPlan", "resolve_params", "build_plans", "channel_sum", "per_position", "gather_channels"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def build_plans(model: nn.Module, groups: Iterable[Group]) -> dict[int, GroupPla
     return plans
 
 
-def _per_position(t: Tensor, dim: int, batched: bool) -> Tensor:
+def per_position(t: Tensor, dim: int, batched: bool) -> Tensor:
     """Sum ``t`` over every dimension except ``dim`` (and the leading batch dim).
 
     Args:
@@ -151,10 +151,33 @@ def channel_sum(plan: GroupPlan, tensors: Mapping[str, Tensor], *, batched: bool
         # Reduce in the tensor's dtype (cheap, big tensors) then gather in float64
         # (small vectors) so the per-channel accumulation is exact enough to compare
         # scores across groups of very different sizes.
-        vec = _per_position(tensors[m.name], m.dim, batched).to(torch.float64)
+        vec = per_position(tensors[m.name], m.dim, batched).to(torch.float64)
         part = vec[..., m.index.to(vec.device)].sum(-1)  # (..., size, width) -> (..., size)
         out = part if out is None else out + part
     if out is None:
         shape = (1, plan.size) if batched else (plan.size,)
         return torch.zeros(shape, dtype=torch.float64)
     return out
+
+
+def gather_channels(plan: GroupPlan, vectors: Mapping[tuple[str, int], Tensor], n: int) -> Tensor:
+    """Per-sample channel sums from per-position vectors (what the hook engine yields).
+
+    Args:
+        plan: the group.
+        vectors: ``(canonical name, dim) -> (N, param.shape[dim])``, e.g. per sample and
+            position the sum of ``w * dL_n/dw`` over the other dims; every member of
+            ``plan`` must have an entry.
+        n: the number of samples ``N``.
+
+    Returns:
+        float64 ``(N, size)``: ``out[n, c] = sum over members m and positions p in
+        m.index[c] of vectors[(m.name, m.dim)][n, p]`` (zeros for a group without
+        parameter members).
+    """
+    out: Tensor | None = None
+    for m in plan.members:
+        vec = vectors[(m.name, m.dim)].to(torch.float64)
+        part = vec[:, m.index.to(vec.device)].sum(-1)  # (N, size, width) -> (N, size)
+        out = part if out is None else out + part
+    return torch.zeros(n, plan.size, dtype=torch.float64) if out is None else out

@@ -15,6 +15,11 @@ Two engines:
   (data-dependent control flow, ops without batching rules).
 
 ``"auto"`` tries vmap and, if it raises, warns once and uses the loop from then on.
+
+The ``hessian`` criterion needs less than full per-sample gradients and by default
+uses the one-backward hook engine instead (:mod:`cpd.scores.activation_grads`); this
+module serves the other criteria, ``method="vmap"``/``"loop"``, and the parameters
+the hook engine cannot express.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ class PerSampleGrads:
 
     def __init__(self, method: Method = "auto", chunk_size: int = 16) -> None:
         if method not in ("auto", "vmap", "loop"):
-            raise ValueError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
+            hint = " ('hooks' is only an engine of the hessian criterion)" if method == "hooks" else ""
+            raise ValueError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}{hint}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.method: Method = method
