@@ -1,18 +1,17 @@
 """Investigation variants of the criteria benchmark (``criteria.py --variants``).
 
-Why does (or doesn't) ``hessian`` beat ``magnitude`` and ``random`` one-shot? Two
-checks, both on the benchmark's trained model and scoring batches:
+Same trained model, scoring batches, MACs targets and metrics as the main table.
 
-1. **Ranking across groups.** ``cpd.prune`` ranks channels by score divided by the
-   mean score of their group (``cpd.plan.select.ranking``). That removes every
-   group's scale: what a Fisher score says about one group's channels costing more
-   loss than another's is dropped; only the within-group shape is left. The paper
-   divides by a cost instead (the layer's activation count). Variant rows rank by
-   ``score / MACs of one channel of the group`` (the measured MACs drop when one
-   channel of the group goes), otherwise the same selection.
-2. **Single-channel fidelity.** For a few channels per group, the loss increase on the
-   scoring data when that channel alone is removed (physically, as pruning does) is
-   measured, and the Spearman correlation with each ranking key is reported.
+1. **Ranking of the diagonal scores across groups.** The ``hessian`` scores
+   ``s_c = sum_n g_{n,c}^2`` ranked as the library did before interaction-aware
+   selection (score / group mean) and with the normalisers of
+   :func:`cpd.scores.normalize_scores`: none (raw), group size, parameter elements per
+   channel, MACs saved per channel (damped with exponent 0.5, and plain), plus raw
+   ranking with ``max_ratio=0.5`` (no group loses more than half).
+2. **Iterative scoring without training.** ``cpd.prune(steps=N, data=...)`` re-scores
+   the masked model before each step (``IterativePruner``; diagonal scores, per-step
+   group-mean ranking), so later steps see earlier removals. Not one-shot in the
+   strict sense (N scoring passes), still no weight update.
 """
 
 from __future__ import annotations
@@ -20,16 +19,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 import torch.nn.functional as F
+from criteria_prune import Pruned
 from torch import Tensor
 
-from cpd.apply.apply import apply_plan
-from cpd.plan.plan import Plan
+import cpd
+from cpd.plan.select import ranking
+from cpd.scores import global_ranking, param_cost
 
-__all__ = ["channel_costs", "per_mac_order", "run_variants", "spearman"]
+__all__ = ["channel_costs", "ranking_variants", "iterative_variants"]
 
-PER_MAC = ("hessian", "hessian-batch", "taylor")
+Order = list[tuple[int, int]]
+Evaluate = Callable[[Any], tuple[float, float]]  # model -> (metric, metric after BN recalibration)
 
 
 def channel_costs(scorer: Any) -> dict[int, float]:
@@ -37,65 +38,61 @@ def channel_costs(scorer: Any) -> dict[int, float]:
     return {g.id: max(1.0 - scorer.measure({g.id: list(range(1, g.size))}), 1e-12) for g in scorer.groups}
 
 
-def per_mac_order(cost: dict[int, float]) -> Callable:
-    def order(groups: list, scores: dict[int, Tensor]) -> list[tuple[int, int]]:
-        rows = [(float(v) / cost[g.id], g.id, c) for g in groups for c, v in enumerate(scores[g.id].double().tolist())]
-        rows.sort()
-        return [(gid, c) for _, gid, c in rows]
-    return order
+def _orders(scorer: Any, scores: dict[int, Tensor]) -> dict[str, tuple[Order, float, str]]:
+    """label -> (channel order, max_ratio, description)."""
+    g = scorer.groups
+    macs = channel_costs(scorer)
+
+    def by(**kw: Any) -> Order:
+        return [(gid, c) for gid, c, _ in global_ranking(scores, g, **kw)]
+
+    return {
+        "hessian, diagonal / group mean (before)": (ranking(g, scores, by_group_mean=True), 0.95,
+                                                    "score / its group's mean score (the previous cpd.prune ranking)"),
+        "hessian, diagonal raw": (by(by="none"), 0.95, "raw score"),
+        "hessian, diagonal raw, max_ratio 0.5": (by(by="none"), 0.5, "raw score, no group loses more than half"),
+        "hessian, diagonal / group size": (by(by="size"), 0.95, "score / number of channels of the group"),
+        "hessian, diagonal / params per channel": (by(by="none", cost=param_cost(scorer.model, g)), 0.95,
+                                                   "score / parameter elements of one channel"),
+        "hessian, diagonal / MACs^0.5": (by(by="none", cost={k: v ** 0.5 for k, v in macs.items()}), 0.95,
+                                         "score / sqrt(MACs saved by one channel)"),
+        "hessian, diagonal / MACs": (by(by="none", cost=macs), 0.95, "score / MACs saved by one channel"),
+    }
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    ra = torch.tensor(a, dtype=torch.float64).argsort().argsort().double()
-    rb = torch.tensor(b, dtype=torch.float64).argsort().argsort().double()
-    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
-
-
-@torch.no_grad()
-def single_channel_losses(scorer: Any, batches: list, per_group: int, seed: int = 0) -> list[tuple[int, int, float]]:
-    """``[(group, channel, loss increase summed over the scoring samples)]``."""
-    x = torch.cat([b[0] for b in batches])
-    y = torch.cat([b[1] for b in batches])
-
-    def loss(m: torch.nn.Module) -> float:
-        return float(F.cross_entropy(m.eval()(x), y, reduction="sum"))
-
-    base = loss(scorer.model)
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for g in scorer.groups:
-        for c in torch.randperm(g.size, generator=gen)[:per_group].tolist():
-            keep = {g.id: [i for i in range(g.size) if i != c]}
-            out.append((g.id, c, loss(apply_plan(scorer.model, Plan.from_comb(scorer.comb, keep))) - base))
-    return out
-
-
-def run_variants(scorer: Any, scores: dict[str, dict[int, Tensor]], batches: list, cfg: dict[str, Any],
-                 prune_eval: Callable, summarize: Callable, common: dict[str, Any],
-                 log: Callable[[str], None], per_group: int = 6) -> tuple[list[dict[str, Any]], list[str]]:
-    rows: list[dict[str, Any]] = []
-    cost = channel_costs(scorer)
-    order = per_mac_order(cost)
-    for label in PER_MAC:
-        for t, v in prune_eval(scores[label], label, order=order).items():
-            row = {**summarize(f"{label} (rank per MAC)", [v], t, common),
-                   "variant": "rank by score / MACs of one channel instead of score / group mean"}
+def ranking_variants(scorer: Any, scores: dict[int, Tensor], targets: tuple[float, ...], evaluate: Evaluate,
+                     summarize: Callable[..., dict[str, Any]], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Rows for the diagonal ``hessian`` scores under every ranking of :func:`_orders`."""
+    rows = []
+    for label, (order, max_ratio, what) in _orders(scorer, scores).items():
+        for t in targets:
+            p = scorer.prune(scores, t, label, order=order, max_ratio=max_ratio)
+            row = {**summarize(label, [(*evaluate(p.model), p)], t), "variant": what, "max_ratio": max_ratio}
             rows.append(row)
-            log(f"  {row['criterion']:24s} @ {t:.0%}: top-1 {row['metric']:6.2f} %  "
-                f"(+BN recal {row['metric_bn_recal']:6.2f} %)  macs {row['macs']:.3f}")
+            log(f"  {label:42s} @ {t:.0%}: {row['metric']:6.2f} / {row['metric_bn_recal']:6.2f}")
+    return rows
 
-    truth = single_channel_losses(scorer, batches, per_group)
-    dl = [d for _, _, d in truth]
-    dl_mac = [d / cost[g] for g, _, d in truth]
-    for label, sc in [*scores.items(), ("random", scorer.criterion("random", seed=0).scores())]:
-        raw = [float(sc[g][c]) for g, c, _ in truth]
-        mean = [float(sc[g][c]) / (float(sc[g].abs().mean()) or 1.0) for g, c, _ in truth]
-        mac = [r / cost[g] for r, (g, _, _) in zip(raw, truth)]
-        rho = {"raw": spearman(raw, dl), "group_mean": spearman(mean, dl), "per_mac": spearman(mac, dl_mac),
-               "group_mean_vs_per_mac": spearman(mean, dl_mac)}
-        rows.append({**common, "criterion": label, "spearman": {k: round(v, 3) for k, v in rho.items()},
-                     "channels": len(truth), "per_group": per_group})
-        log(f"  single-channel Spearman {label:14s}: " + ", ".join(f"{k} {v:.2f}" for k, v in rho.items()))
-    notes = ["Variant rows `... (rank per MAC)`: same scores, ranked by score / MACs of one channel of the "
-             "group (the paper's cost normaliser) instead of `cpd.prune`'s score / group mean."]
-    return rows, notes
+
+def iterative_variants(scorer: Any, batches: list, targets: tuple[float, ...], steps: tuple[int, ...],
+                       evaluate: Evaluate, summarize: Callable[..., dict[str, Any]],
+                       log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Rows for ``cpd.prune(steps=N, recalibrate=False)`` with ``hessian`` and ``magnitude``."""
+    rows = []
+    for name in ("hessian", "magnitude"):
+        for n in steps:
+            label = f"{name}, steps={n} (re-scored, no training)"
+            for t in targets:
+                res = cpd.prune(scorer.model, scorer.example, macs=t, importance=name, data=batches,
+                                loss_fn=F.cross_entropy, batches=len(batches), steps=n, recalibrate=False)
+                p = _as_pruned(res)
+                row = {**summarize(label, [(*evaluate(p.model), p)], t), "steps": n,
+                       "variant": f"cpd.prune(steps={n}): {n} x {len(batches)} scoring batches on the masked model"}
+                rows.append(row)
+                log(f"  {label:42s} @ {t:.0%}: {row['metric']:6.2f} / {row['metric_bn_recal']:6.2f}"
+                    f"  macs {row['macs']:.3f}")
+    return rows
+
+
+def _as_pruned(res: Any) -> Pruned:
+    return Pruned(res.model, res.macs[1] / max(res.macs[0], 1), res.params[1] / max(res.params[0], 1),
+                  res.plan.removed(), list(res.rolled_back), {int(g): list(k) for g, k in res.plan.keep.items()})

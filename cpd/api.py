@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
+from cpd.apply.modules import drop_caches
 from cpd.apply.recalibrate import recalibrate_bn
 from cpd.apply.verify import apply_checked
 from cpd.groups.build import build_groups
@@ -26,6 +27,7 @@ from cpd.plan.latency_search import (
     select_latency,
 )
 from cpd.plan.measure import Measurer
+from cpd.plan.hessian_rows import HessianRows
 from cpd.plan.plan import Plan
 from cpd.plan.select import ranking, select_global, select_uniform
 from cpd.report.counting import count
@@ -46,7 +48,9 @@ def comb(model: nn.Module, example_inputs: ExampleInputs, *,
         ignore: module names (as in ``named_modules()``) whose channels must stay.
     """
     with gc_paused():
-        return build_groups(trace(model, example_inputs), model, tuple(ignore))
+        drop_caches(model)
+        return build_groups(trace(model, example_inputs), model, tuple(ignore),
+                            example_inputs)
 
 
 @dataclass
@@ -87,9 +91,14 @@ def _check_args(ratio: float | None, macs: float | None, params: float | None,
 
 def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | None,
             loss_fn: Callable | None, batches: int | None,
-            options: dict[str, Any] | None = None) -> dict[int, torch.Tensor]:
-    """Scores per group (``importance`` with ``options``, accumulated on ``data``)."""
-    crit = get_criterion(importance, **(options or {})).prepare(model, groups)
+            options: dict[str, Any] | None = None,
+            rows: bool = False) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor] | None]:
+    """Scores per group (``importance`` with ``options``, accumulated on ``data``) and,
+    with ``rows`` and ``hessian``, its mask-gradient rows (for interaction-aware
+    global selection, :mod:`cpd.plan.select_fisher`); else ``None``."""
+    with_rows = rows and importance == "hessian"
+    crit = (HessianRows(**(options or {})) if with_rows
+            else get_criterion(importance, **(options or {}))).prepare(model, groups)
     if crit.requires_data:
         if data is None or loss_fn is None:
             raise ValueError(f"importance={importance!r} needs data= (batches of "
@@ -98,7 +107,7 @@ def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | No
             if batches is not None and i >= batches:
                 break
             crit.accumulate(model, inputs, targets, loss_fn)
-    return crit.scores()
+    return crit.scores(), (crit.rows() if isinstance(crit, HessianRows) else None)
 
 
 def prune(
@@ -121,6 +130,7 @@ def prune(
     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     batches: int | None = None,
     steps: int = 1,
+    mode: str = "mask",
     recalibrate: bool = True,
     inplace: bool = False,
 ) -> PruneResult:
@@ -153,6 +163,10 @@ def prune(
             (per step when ``steps > 1``).
         steps: prune iteratively: each step re-scores the partly pruned model on
             ``batches`` batches and removes the next share of channels.
+        mode: with ``steps > 1``, ``"mask"`` zeroes removed channels between steps and
+            removes them at the end; ``"physical"`` removes them at every step, so
+            later steps score (and run) the smaller model. Same channels for the same
+            scores; see :mod:`cpd.plan.schedule`.
         recalibrate: when ``data`` is given, re-estimate the pruned model's
             BatchNorm statistics on ``batches`` batches (forward passes only, no
             weight changes); stale statistics otherwise dominate one-shot accuracy.
@@ -162,8 +176,11 @@ def prune(
         ValueError: bad targets, or an ``ignore`` name that is not a module.
         RuntimeError: the model cannot run on ``example_inputs``.
     """
+    from cpd.plan.physical import check_mode  # the schedule builds on this module
+
     _check_args(ratio, macs, params, latency)
     check_latency_args(None, latency_batch_size, latency_tol)
+    check_mode(mode)
     if steps > 1:
         return _prune_iterative(model, example_inputs, ratio=ratio, macs=macs, params=params,
                                 latency=latency, latency_batch_size=latency_batch_size,
@@ -172,12 +189,13 @@ def prune(
                                 ignore=tuple(ignore), round_to=round_to,
                                 head_dim=head_dim, max_ratio=max_ratio, data=data,
                                 loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace,
-                                recalibrate=recalibrate)
+                                recalibrate=recalibrate, mode=mode)
     t0 = time.perf_counter()
     result = comb(model, example_inputs, ignore=ignore)
     t1 = time.perf_counter()
     groups = result.prunable(head_dim=head_dim)
-    scores = _scores(model, groups, importance, data, loss_fn, batches, criterion_options)
+    scores, rows = _scores(model, groups, importance, data, loss_fn, batches, criterion_options,
+                           rows=macs is not None or params is not None)
     base_macs, base_params = count(model, example_inputs)
     lat: LatencySetup | None = None
     if ratio is not None:
@@ -195,7 +213,7 @@ def prune(
         kind = "macs" if macs is not None else "params"
         goal = float(macs if macs is not None else params)  # type: ignore[arg-type]
         m = Measurer(model, example_inputs, result, kind)
-        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio)
+        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio, rows=rows)
         target = {f"target_{kind}": goal}
     plan = Plan.from_comb(result, keep, importance=importance, **target)
     if lat is not None and inplace:
@@ -223,7 +241,8 @@ def prune(
 def _prune_iterative(model: nn.Module, example_inputs: ExampleInputs, *, data: Iterable | None,
                      loss_fn: Callable | None, batches: int | None, steps: int, inplace: bool, recalibrate: bool,
                      **kw: Any) -> PruneResult:
-    """``steps`` rounds of score-then-remove on a masked copy, then one physical prune."""
+    """``steps`` rounds of score-then-remove on a copy: masked then removed at the end,
+    or (``mode="physical"``) removed at every step."""
     from cpd.plan.schedule import IterativePruner  # the schedule builds on this module
 
     work = model if inplace else copy.deepcopy(model)
@@ -238,7 +257,8 @@ def _prune_iterative(model: nn.Module, example_inputs: ExampleInputs, *, data: I
                     break
                 pruner.accumulate(work, inputs, targets, loss_fn)  # type: ignore[arg-type]
         pruner.step(work)
-    res = pruner.finalize(work, inplace=inplace)
+    # physical mode: ``work`` is already pruned, and is ours unless ``inplace``
+    res = pruner.finalize(work, inplace=inplace or pruner.mode == "physical")
     if recalibrate and data is not None:
         res.plan.meta["bn_recalibrated_batches"] = recalibrate_bn(res.model, data, batches)
     res.seconds = {"prune": time.perf_counter() - t0}

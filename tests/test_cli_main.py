@@ -25,9 +25,14 @@ def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.parametrize("command,flags", [
     ("comb", ["--input-shape", "--json", "--all", "--ignore"]),
-    ("prune", ["--ratio", "--macs", "--params", "--importance", "--ignore", "--round-to", "--head-dim",
+    ("prune", ["--ratio", "--macs", "--params", "--latency", "--latency-batch-size", "--latency-tol",
+               "--threads", "--importance", "--ignore", "--round-to", "--head-dim",
                "--data", "--batches", "--batch-size", "--out", "--json"]),
-    ("bench", ["--batch-sizes", "--onnx", "--threads", "--warmup", "--repeats", "--max-seconds", "--json"]),
+    ("run", ["--set", "--out", "--example", "--check", "--threads"]),
+    ("eval", ["--data", "--split", "--task", "--batch-size", "--limit", "--threads", "--json"]),
+    ("report", ["--json"]),
+    ("bench", ["--batch-sizes", "--onnx", "--threads", "--warmup", "--repeats", "--max-seconds", "--rounds",
+               "--json"]),
     ("export", ["--out", "--opset", "--static-batch", "--rtol", "--atol"]),
 ])
 def test_help_has_flags_and_examples(command: str, flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,7 +46,7 @@ def test_help_has_flags_and_examples(command: str, flags: list[str], capsys: pyt
 def test_top_level_help_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for word in ("comb", "prune", "bench", "export", "hf:MODEL_TYPE", "timm:NAME", "torchvision:NAME",
+    for word in ("demo", "run", "comb", "prune", "bench", "export", "eval", "report", "hf:MODEL_TYPE", "timm:NAME", "torchvision:NAME",
                  "py:package.module:factory"):
         assert word in out
     assert main([]) == 2
@@ -75,7 +80,7 @@ def test_comb_json_and_ignore(capsys: pytest.CaptureFixture[str]) -> None:
      "does not take option(s) sise"),
     (["prune", CNN, "--ratio", "1.5"], 2, "ratio must be in [0, 1)"),
     (["prune", CNN, "--ratio", "x"], 2, "argument --ratio: expected a number"),
-    (["prune", CNN], 2, "one of the arguments --ratio --macs --params is required"),
+    (["prune", CNN], 2, "one of the arguments --ratio --macs --params --latency is required"),
     (["prune", CNN, "--ratio", "0.3", "--macs", "0.5"], 2, "not allowed with argument"),
     (["prune", CNN, "--ratio", "0.3", "--ignore", "nope"], 2, "'nope' is not a module"),
     (["prune", CNN, "--ratio", "0.3", "--round-to", "0"], 2, "expected a positive integer"),
@@ -114,3 +119,32 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("cpd: error: ")
     assert main(["--debug", "comb", "nope:x"]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_bench_compares_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prune", CNN, "--ratio", "0.5", "--out", str(tmp_path / "half"), "--json"]) == 0
+    capsys.readouterr()
+    fast = ["--batch-sizes", "1,2", "--repeats", "3", "--warmup", "1", "--threads", "1", "--json"]
+    assert main(["bench", CNN, str(tmp_path / "half"), "--rounds", "1", *fast]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline"] == CNN and [m["model"] for m in report["models"]] == [CNN, str(tmp_path / "half")]
+    assert report["rounds"] == 1
+    base, pruned = report["models"]
+    assert base["speedup"] == [pytest.approx(1.0)] * 2
+    for r, s in zip(pruned["results"], pruned["speedup"]):
+        ref = next(b for b in base["results"] if b["batch_size"] == r["batch_size"])
+        assert s == pytest.approx(ref["median_ms"] / r["median_ms"])
+    assert pruned["macs"] < base["macs"]
+
+
+def test_prune_latency_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prune", CNN, "--latency", "0.7", "--latency-batch-size", "4", "--threads", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    lat = summary["latency"]
+    assert (lat["target"], lat["batch_size"], lat["threads"]) == (0.7, 4, 1)
+    assert 0 < lat["fraction"] < 1 and lat["ms"][1] < lat["ms"][0]
+    assert summary["macs"][1] < summary["macs"][0]
+    assert main(["prune", CNN, "--ratio", "0.3", "--latency-batch-size", "4"]) == 2
+    assert "--latency-batch-size only applies with --latency F" in _one_error(capsys)
+    assert main(["prune", CNN, "--latency", "0"]) == 2
+    assert "latency is a fraction of the original and must be in (0, 1]" in _one_error(capsys)

@@ -47,7 +47,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, subprocess
     cases: dict[str, tuple[list[str], bool]] = {
         "comb_folder": (["comb", str(cnn), "--all"], True),
         "prune_py": (["prune", CNN, "--ratio", "0.5", "--out", "cnn-out"], False),
-        "bench_py_onnx": (["bench", CNN, "--batch-sizes", "1,2", "--onnx", "--threads", "1", *FAST], True),
+        "bench_py_onnx": (["bench", CNN, str(cnn), "--batch-sizes", "1,2", "--onnx", "--threads", "1", *FAST],
+                          True),
         "export_folder": (["export", str(cnn), "--out", "cnn.onnx"], False),
         "err_model_string": (["comb", "resnet50"], True),
         "err_path": (["bench", "./no/such/folder"], False),
@@ -85,9 +86,12 @@ def test_comb_folder_table(runs) -> None:
     assert "frozen: model input" in out and "prunable" in out and "stem.0" in out
 
 
-def test_bench_with_onnx(runs) -> None:
+def test_bench_with_onnx_compares_models(runs) -> None:
     out = _ok(runs[0]["bench_py_onnx"])
-    assert out.count("onnxruntime") == 2 and "median ms" in out and "images/s" in out
+    assert out.count("onnxruntime") == 4 and "median ms" in out and "images/s" in out
+    rows = [line for line in out.splitlines() if "onnxruntime" in line]
+    assert sum("baseline" in r for r in rows) == 2 and all(r.count("x") >= 1 for r in rows)
+    assert "speed-up" in out
 
 
 def test_prune_py_saves_a_folder(runs) -> None:

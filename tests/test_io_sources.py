@@ -127,8 +127,21 @@ def test_hf_auto_class_fallbacks() -> None:
     assert type(loaded.model).__name__ == "VitDetModel" and loaded.inputs.kwarg == "pixel_values"
 
 
+def test_hf_task_option_picks_the_head() -> None:
+    pytest.importorskip("transformers")
+    seg = "hf:segformer?hidden_sizes=[8,16,24,32]&decoder_hidden_size=16&num_labels=3"
+    assert type(build_source(seg).model).__name__ == "SegformerForImageClassification"
+    loaded = build_source(seg + "&task=segmentation")
+    assert type(loaded.model).__name__ == "SegformerForSemanticSegmentation"
+    with torch.no_grad():
+        logits = loaded.model(**loaded.example_inputs()).logits
+    assert logits.shape[:2] == (1, 3) and logits.dim() == 4  # (B, classes, H/4, W/4)
+
+
 @pytest.mark.parametrize("text,needle", [
     ("hf:vitt", "did you mean hf:vit"),
+    (TINY_VIT + "&task=segmentation", "has no segmentation model"),
+    (TINY_VIT + "&task=detection", "task must be one of classification, segmentation, base"),
     ("hf:vit?hiden_size=32", "no field 'hiden_size' (did you mean hidden_size"),
     ("hf:bert?num_hidden_layers=1&hidden_size=32&num_attention_heads=2&intermediate_size=32",
      "not an image model"),

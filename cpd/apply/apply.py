@@ -7,7 +7,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from cpd.apply.modules import fix_module
+from cpd.apply.modules import drop_caches, fix_module
 from cpd.groups.indexing import kept_positions, new_size
 from cpd.plan.plan import Plan
 
@@ -59,10 +59,19 @@ def apply_plan(model: nn.Module, plan: Plan, inplace: bool = False) -> nn.Module
         elif leaf in mod._buffers:
             mod._buffers[leaf] = new[id(old)]
         touched.add(owner)
-    _apply_bindings(mods, plan)
-    for owner in touched:
-        fix_module(mods[owner])
+    rebind(model, plan, touched)
     return model
+
+
+def rebind(model: nn.Module, plan: Plan, owners: set[str]) -> None:
+    """After the tensors of ``owners`` (module names) were sliced: rewrite the bound
+    integer attributes, re-derive each owner's own size attributes from its weights
+    and let modules drop caches derived from the old weights."""
+    mods = dict(model.named_modules(remove_duplicate=False))
+    _apply_bindings(mods, plan)
+    for owner in owners:
+        fix_module(mods[owner])
+    drop_caches(model)  # caches derived from the old weights have the old shapes
 
 
 def _apply_bindings(mods: dict[str, nn.Module], plan: Plan) -> None:

@@ -115,4 +115,22 @@ def _mha(m: nn.Module) -> None:
     if m.in_proj_weight is not None:
         m.embed_dim = m.in_proj_weight.shape[1]
         m.kdim = m.vdim = m.embed_dim
+    else:  # separate projections: key and value widths are their own (kdim, vdim)
+        m.embed_dim = m.q_proj_weight.shape[1]
+        m.kdim, m.vdim = m.k_proj_weight.shape[1], m.v_proj_weight.shape[1]
     m.head_dim = m.embed_dim // m.num_heads
+
+
+def drop_caches(model: nn.Module) -> None:
+    """Let modules drop what they cached from their weights, by their own rule.
+
+    Some modules cache tensors derived from parameters in eval mode (LeViT's
+    attention biases) and clear the cache when switched to training. Cycling the
+    mode, then restoring it per module, runs that rule: after pruning the cache
+    would hold the old shapes, and before a trace it would hide the ops that read
+    the weights.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(True)
+    for m, was in modes:
+        m.training = was

@@ -4,7 +4,8 @@
 ``imagefolder``, ``camvid``, ``ade20k``...), ``ROOT`` its folder (``digits`` needs
 none), and the options are keyword arguments of the dataset class in the model
 string syntax, e.g. ``digits?size=32&channels=3``. The training split is used,
-in order (no shuffling, so scores are reproducible). The loss is the one of the
+in order (no shuffling, so scores are reproducible). ``cpd eval --data`` takes the
+same form. The loss is the one of the
 dataset's task: cross-entropy for classification, per-pixel cross-entropy with
 the dataset's ignore label for segmentation.
 """
@@ -60,20 +61,11 @@ def scoring_data(
     """
     from torch.utils.data import DataLoader
 
-    from cpd.data.factory import build_dataset
-    from cpd.tasks.task import build_task
+    from cpd.config.datasets import open_split, task_for
 
     spec = parse_data(text)
-    try:
-        dataset = build_dataset(spec.name, spec.root, split="train", **spec.options)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        raise CpdInputError(f"--data {text}: {e}") from e
-    kind = getattr(dataset, "task", "classification")
-    if kind == "segmentation":
-        task = build_task("segmentation", num_classes=dataset.num_classes,
-                          ignore_index=getattr(dataset, "ignore_index", 255))
-    else:
-        task = build_task("classification")
+    dataset = open_split(spec.name, spec.root, "train", spec.options, what=f"--data {text}")
+    task = task_for(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
 
     def batches() -> Iterator[tuple[Any, torch.Tensor]]:

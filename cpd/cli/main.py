@@ -1,4 +1,4 @@
-"""The ``cpd`` command: ``cpd {demo,comb,prune,bench,export} ...``.
+"""The ``cpd`` command: ``cpd {demo,run,comb,prune,bench,export,eval,report} ...``.
 
 Exit status: 0 on success; 2 when the command line cannot be used as given (bad
 flag or value, model string, path, input shape, a folder that does not load);
@@ -32,10 +32,15 @@ __all__ = ["build_parser", "main"]
 EPILOG = """\
 examples:
   cpd demo
+  cpd run --example > cpd-run.yaml            (every key, commented: edit it, then)
+  cpd run cpd-run.yaml --set prune.macs=0.4
   cpd comb hf:vit
   cpd prune "hf:vit?image_size=64&num_labels=10" --ratio 0.3 --out vit-pruned
   cpd bench vit-pruned --batch-sizes 1,8 --onnx
+  cpd bench "hf:vit?image_size=64&num_labels=10" vit-pruned --onnx   (compare, speed-up)
   cpd export vit-pruned --out vit-pruned.onnx
+  cpd eval cpd-digits/model --data "digits?size=16"
+  cpd report cpd-digits
 
 MODEL is a model string or a folder saved by 'cpd prune --out':
   hf:MODEL_TYPE[?key=value&...]        transformers config (random weights), e.g. hf:vit?image_size=64
@@ -50,9 +55,9 @@ Option values are JSON when they parse (64, 0.1, true, [1,2]) and strings otherw
 
 
 def _subcommands() -> list[object]:
-    from cpd.cli import bench, comb, demo, export, prune
+    from cpd.cli import bench, comb, demo, evaluate, export, prune, report, run
 
-    return [demo, comb, prune, bench, export]
+    return [demo, run, comb, prune, bench, export, evaluate, report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ examples:
   cpd prune hf:vit --ratio 0.3 --out vit-pruned
   cpd prune "hf:resnet?num_labels=10" --macs 0.5 --round-to 8 --out resnet-half
   cpd prune py:mymodels:make_net --params 0.6 --ignore head --input-shape 1,3,32,32
+  cpd prune "hf:resnet?num_labels=10" --latency 0.5 --latency-batch-size 8 --threads 1 --out fast
   cpd prune py:mymodels:make_net --ratio 0.4 --importance taylor --data cifar10:/data/cifar10
   cpd prune ./vit-pruned --ratio 0.2 --out vit-pruned-more      (prune a pruned folder again)
 
@@ -33,6 +34,10 @@ The magnitude and random criteria need no data. The data-driven criteria (hessia
 obd, taylor) need --data: NAME[:ROOT][?key=value&...] names a dataset of
 cpd.data.build_dataset (digits, cifar10, cifar100, imagefolder, camvid, ade20k...),
 whose training split is read in order for --batches batches.
+
+--latency F times the model on this machine (CPU: thread CPU time with one thread,
+else wall time) and removes channels until the pruned forward takes at most F of
+the original's at --latency-batch-size images; the result says what was measured.
 """
 
 
@@ -53,6 +58,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                         help="keep at most this fraction of the MACs, in (0, 1]")
     target.add_argument("--params", type=fraction, metavar="F",
                         help="keep at most this fraction of the parameters, in (0, 1]")
+    target.add_argument("--latency", type=fraction, metavar="F",
+                        help="keep the measured latency at most this fraction of the original's, "
+                             "in (0, 1] (timed on this machine with --threads threads)")
     p.add_argument("--importance", default="magnitude", choices=available(), metavar="NAME",
                    help=f"channel importance criterion: {', '.join(available())}")
     p.add_argument("--ignore", type=csv_names, default=[], metavar="M1,M2",
@@ -67,6 +75,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="batches of --data to score with")
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                    help="images per --data batch")
+    p.add_argument("--latency-batch-size", type=positive_int, metavar="N",
+                   help="images per forward when timing for --latency (default: 1)")
+    p.add_argument("--latency-tol", type=fraction, metavar="X",
+                   help="relative tolerance of the --latency search (default: 0.05)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch intra-op threads (default: torch's setting); --latency is measured "
+                        "with them, so prune with the thread count you will deploy with")
     p.add_argument("--out", metavar="DIR", help="save the pruned model to this folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
@@ -89,6 +104,7 @@ def _data(args: argparse.Namespace, loaded: Any) -> tuple[Any, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import cpd
+    from cpd.plan.latency_search import DEFAULT_TOL
 
     if args.data and args.importance in ("magnitude", "random"):
         raise CliError(f"--data is only used by the data-driven criteria; --importance "
@@ -97,10 +113,20 @@ def run(args: argparse.Namespace) -> int:
         from cpd.io.save import check_destination
 
         check_destination(args.out)  # before pruning, not after
+    for flag, value in (("--latency-batch-size", args.latency_batch_size), ("--latency-tol", args.latency_tol)):
+        if value is not None and args.latency is None:
+            raise CliError(f"{flag} only applies with --latency F")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     loaded = open_cli_model(args)
     data, loss_fn = _data(args, loaded)
     result = cpd.prune(loaded.model, loaded.example_inputs(), ratio=args.ratio, macs=args.macs,
-                       params=args.params, importance=args.importance, ignore=args.ignore,
+                       params=args.params, latency=args.latency,
+                       latency_batch_size=args.latency_batch_size or 1,
+                       latency_tol=args.latency_tol if args.latency_tol is not None else DEFAULT_TOL,
+                       importance=args.importance, ignore=args.ignore,
                        round_to=args.round_to, head_dim=args.head_dim, data=data, loss_fn=loss_fn,
                        batches=args.batches if data is not None else None, inplace=True)
     prunable = len(result.comb.prunable(head_dim=args.head_dim))
@@ -113,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "groups_prunable": prunable,
         "channels_removed": result.plan.removed(),
         "rolled_back": list(result.rolled_back),
+        "latency": _latency(args, result.plan.meta),
         "out": None,
     }
     if args.out:
@@ -126,6 +153,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(summary)
     return 0
+
+
+def _latency(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """For --latency: the measured fraction and medians (ms) before and after, from the plan."""
+    if args.latency is None:
+        return None
+    search = meta.get("latency_search") or {}
+    import torch
+
+    return {"target": args.latency, "fraction": meta.get("latency"),
+            "ms": search.get("latency_ms"), "batch_size": args.latency_batch_size or 1,
+            "threads": torch.get_num_threads()}
 
 
 def _print(s: dict[str, Any]) -> None:
@@ -144,5 +183,11 @@ def _print(s: dict[str, Any]) -> None:
     out.print(f"groups pruned: {s['groups_pruned']} of {s['groups_prunable']} prunable; "
               f"channels removed: {s['channels_removed']}")
     out.print(f"rolled back (pruning them broke the forward): {s['rolled_back'] or 'none'}")
+    lat = s.get("latency")
+    if lat and lat["fraction"] is not None:
+        ms = lat["ms"] or []
+        parts = [f"{ms[0]:.2f} -> {ms[1]:.2f} ms"] if len(ms) == 2 else []
+        parts += [f"batch {lat['batch_size']}", f"{lat['threads']} thread{'s' if lat['threads'] != 1 else ''}", f"target {lat['target']:g}"]
+        out.print(f"latency: {lat['fraction']:.3f} of the original ({', '.join(parts)})")
     if s["out"]:
         out.print(escape(f"saved to {s['out']}"))

@@ -16,7 +16,11 @@ import torch.nn as nn
 
 from cpd.apply.modules import has_fixer, traced_attrs
 from cpd.groups.rules.registry import Binding
-from cpd.groups.space import Space, Tree
+from cpd.groups.space import Dim, Space, Tree
+
+ForcedKey = tuple[str, str, str, int]
+"""(module, owner, attribute, list index or -1): an attribute the rehearsal found
+must follow given dims (see :mod:`cpd.groups.repair`)."""
 
 
 @dataclass
@@ -44,7 +48,8 @@ class AttrBinding:
                            owner=d.get("owner", ""), index=int(d.get("index", -1)))
 
 
-def _int_attrs(m: object) -> dict[str, object]:
+def int_attrs(m: object) -> dict[str, object]:
+    """A module's (or config's) int and small int-tuple attributes (bools excluded)."""
     out: dict[str, object] = {}
     for k, v in vars(m).items():
         if k.startswith("_") or isinstance(v, bool):
@@ -64,30 +69,61 @@ def resolve_bindings(
     space: Space,
     frozen: dict[int, str],
     relabel: dict[int, int] | None,
+    forced: dict[ForcedKey, list[Dim]] | None = None,
+    consumed: dict[str, list[list[int]]] | None = None,
 ) -> tuple[list[AttrBinding], list[tuple[Binding, int]]]:
     """Match module attributes to the sizes of prunable dims (see module docstring).
 
+    ``forced`` attributes follow the given dims whatever the matching says (none:
+    the attribute keeps its value). ``consumed`` holds, per module, the dims of the
+    tensors it received: an attribute no literal or produced dim explains may
+    describe its input (``self.hidden_size`` compared with ``hidden_size_output``).
     Returns the attribute bindings, and the elements ``(binding, i)`` of required
     literals that no attribute can carry (their dims must be frozen).
     """
+    out, unmet = _match(model, literals, produced, space, frozen, relabel, consumed or {})
+    if not forced:
+        return out, unmet
+    out = [b for b in out if (b.module, b.owner, b.attr, b.index) not in forced]
+    for (module, owner, attr, index), dims in forced.items():
+        trees = [t for d in dims if (t := _live_tree(space, d, frozen, relabel)) is not None]
+        if trees:
+            out.append(AttrBinding(module, attr, [trees], "int", True, owner=owner, index=index))
+    return out, unmet
+
+
+def _live_tree(space: Space, dim: Dim, frozen: dict[int, str],
+               relabel: dict[int, int] | None) -> Tree | None:
+    t = space.tree(dim)
+    if not any(leaf not in frozen for leaf in t.leaves()):
+        return None
+    return t if relabel is None else _relabel(t, relabel)
+
+
+def _match(
+    model: nn.Module,
+    literals: list[Binding],
+    produced: dict[str, list[list[int]]],
+    space: Space,
+    frozen: dict[int, str],
+    relabel: dict[int, int] | None,
+    consumed: dict[str, list[list[int]]],
+) -> tuple[list[AttrBinding], list[tuple[Binding, int]]]:
     mods = dict(model.named_modules())
 
     def live(dim: list[int]) -> Tree | None:
-        t = space.tree(dim)
-        if not any(leaf not in frozen for leaf in t.leaves()):
-            return None
-        return t if relabel is None else _relabel(t, relabel)
+        return _live_tree(space, dim, frozen, relabel)
 
     by_mod: dict[str, list[Binding]] = {}
     for b in literals:
         by_mod.setdefault(b.module, []).append(b)
     out: list[AttrBinding] = []
     unmet: list[tuple[Binding, int]] = []
-    for name in sorted(set(by_mod) | set(produced)):
+    for name in sorted(set(by_mod) | set(produced) | set(consumed)):
         m = mods.get(name)
         if m is None:
             continue
-        attrs = _int_attrs(m)
+        attrs = int_attrs(m)
         allowed = traced_attrs(m)
         if allowed is not None:
             attrs = {k: v for k, v in attrs.items() if k in allowed}
@@ -95,9 +131,13 @@ def resolve_bindings(
         # Known module types re-derive sizes from their weights: only their literal
         # args (a conv's groups) are bound, never guesses from produced dims.
         dims = [] if has_fixer(m) else produced.get(name, [])
+        inputs = [] if has_fixer(m) else consumed.get(name, [])
         for attr, val in attrs.items():
             if isinstance(val, int):
                 cands, literal = _int_candidates(val, lits, dims, space, live)
+                if not cands:  # the width the module was given, if exactly one fits
+                    cands = _int_candidates(val, [], inputs, space, live)[0]
+                    cands = cands if len(cands) == 1 else []
                 if cands:
                     out.append(AttrBinding(name, attr, [cands], "int", literal))
                 continue
@@ -130,7 +170,7 @@ def _config_ints(m: nn.Module) -> dict[str, object]:
     if cfg is None or isinstance(cfg, nn.Module) or not hasattr(cfg, "__dict__"):
         return {}
     out: dict[str, object] = {}
-    for k, v in _int_attrs(cfg).items():
+    for k, v in int_attrs(cfg).items():
         if isinstance(v, int):
             out[f"config.{k}"] = v
         else:
@@ -149,7 +189,7 @@ def _config_bindings(name: str, m: nn.Module, lits: list[Binding], live) -> list
     if cfg is None or isinstance(cfg, nn.Module) or not hasattr(cfg, "__dict__"):
         return []
     out: list[AttrBinding] = []
-    for attr, val in _int_attrs(cfg).items():
+    for attr, val in int_attrs(cfg).items():
         elems = [(-1, val)] if isinstance(val, int) else list(enumerate(val))  # type: ignore[arg-type]
         for idx, v in elems:
             if idx >= 0 and list(val).count(v) > 1:  # type: ignore[arg-type]
@@ -162,12 +202,23 @@ def _config_bindings(name: str, m: nn.Module, lits: list[Binding], live) -> list
 
 
 def _literal_trees(val: int, lits: list[Binding], live) -> list[Tree]:  # noqa: ANN001
-    """Distinct prunable trees that ops in the module sized with the literal ``val``."""
+    """Distinct prunable trees that ops in the module sized with the literal ``val``.
+
+    When they disagree, sizes that pass a dim of the op's input through
+    (``x.view(B, C, -1)``, most likely ``C = x.shape[1]``) are not counted: the
+    attribute is taken to size the others (the rehearsal checks the guess).
+    """
     seen: dict[str, Tree] = {}
+    sized: set[str] = set()  # trees some literal sized without passing a dim through
     for b in lits:
-        for v, d in zip(b.value, b.dims):
+        for i, (v, d) in enumerate(zip(b.value, b.dims)):
             if v == val and (t := live(d)) is not None:
-                seen.setdefault(repr(t.to_json()), t)
+                key = repr(t.to_json())
+                seen.setdefault(key, t)
+                if not (i < len(b.passthrough) and b.passthrough[i]):
+                    sized.add(key)
+    if len(seen) > 1 and sized:
+        return [t for k, t in seen.items() if k in sized]
     return list(seen.values())
 
 

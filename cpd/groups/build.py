@@ -12,21 +12,27 @@ from cpd.groups.bindings import AttrBinding, resolve_bindings
 from cpd.groups.comb_result import CombResult
 from cpd.groups.group import Group, Member
 from cpd.groups.indexing import occurrences
+from cpd.groups.module_rules import apply_module_rules
+from cpd.groups.repair import check, settle
 from cpd.groups.rules.registry import RULES, Args, Ctx
-from cpd.groups.space import Space, Tree
+from cpd.groups.space import Dim, Space, Tree
+from cpd.inputs import ExampleInputs
 from cpd.trace.recorder import Trace
 
 # Frozen for a structural reason that says nothing about channels: not listed.
 _SILENT = {"kernel size"}
 
 
-def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = ()) -> CombResult:
+def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = (),
+                 example_inputs: ExampleInputs | None = None) -> CombResult:
     """Run every recorded op through its rule and return the channel groups.
 
     Args:
         trace: one recorded forward pass of ``model``.
         model: the traced model (read for module names and integer attributes).
         ignore: module names whose parameters must not be pruned.
+        example_inputs: the inputs of the trace; given, the groups are checked by a
+            rehearsal on fake tensors (:mod:`cpd.groups.repair`) and repaired.
     """
     ctx = Ctx(Space())
     for ref in [*trace.params.values(), *trace.buffers.values()]:
@@ -34,9 +40,13 @@ def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = ()) -
     for ref in trace.inputs:
         ctx.set(ref, ctx.fresh(ref.shape, "model input"))
     produced: dict[str, list[list[int]]] = defaultdict(list)
-    for rec in trace.records:
-        ctx.module = rec.module
+    snapshots: list[list[list[Dim] | None]] = []  # per op: its outputs' dims then
+    maker: dict[int, str] = {}  # tid -> module whose op made it
+    weights = {r.tid for r in [*trace.params.values(), *trace.buffers.values()]}
+    for i, rec in enumerate(trace.records):
+        ctx.module, ctx.op = rec.module, i
         args = Args(rec)
+        _note_inputs(ctx, args, rec.module, maker, weights)
         rule = RULES.get(rec.func)
         if rule is not None:
             try:
@@ -45,18 +55,53 @@ def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = ()) -
                 _unknown(ctx, args, f"{rec.func} (rule failed: {type(e).__name__}: {e})")
         else:
             _unknown(ctx, args, str(rec.func))
-        for o in args.outs():
-            produced[rec.module].extend(d for d in ctx.labels.get(o.tid, []) if d)
+        outs = [ctx.labels.get(o.tid) for o in args.outs()]
+        maker.update((o.tid, rec.module) for o in args.outs())
+        snapshots.append(outs)
+        for dims in outs:
+            produced[rec.module].extend(d for d in dims or [] if d)
     for ref in trace.outputs:
         ctx.freeze(ctx.dims(ref), "model output")
     _freeze_ignored(ctx, trace, model, ignore)
+    apply_module_rules(ctx, trace, model)
     if ctx.unknown:
         names = ", ".join(sorted(ctx.unknown))
         warnings.warn(
             f"cpd: ops without a channel rule froze the channels they touch: {names}",
             stacklevel=3,
         )
-    return _resolve(ctx, trace, model, produced)
+    checks: dict = {}
+    # Roles describe the traced structure: a head_dim the rehearsal freezes (a size
+    # derived from it, or tied to a frozen one) still makes its neighbour a head count.
+    sp = ctx.space
+    structural = _roles({n: [sp.tree(d) for d in ctx.dims(r)] for n, r in trace.params.items()},
+                        set(sp._frozen_roots()))
+    if example_inputs is not None:
+        try:
+            checks = check(ctx, trace, model, example_inputs, produced, snapshots)
+        except Exception as e:  # noqa: BLE001 - the check must never break comb
+            checks = {"skipped": f"{type(e).__name__}: {e}"[:300]}
+    result = _resolve(ctx, trace, model, produced, structural)
+    result.checks = checks
+    return result
+
+
+def _note_inputs(ctx: Ctx, args: Args, module: str, maker: dict[int, str],
+                 weights: set[int]) -> None:
+    """Record the dims of each tensor ``module`` (and each enclosing module) receives
+    from outside itself: what its integer attributes may describe."""
+    for t in args.tensors():
+        if t.tid in weights:
+            continue
+        src = maker.get(t.tid)
+        name = module
+        while True:
+            if src is not None and (not name or src == name or src.startswith(name + ".")):
+                break  # made inside this module, so inside every enclosing one too
+            ctx.consumed.setdefault(name, []).extend(d for d in ctx.dims(t) if d)
+            if not name:
+                break
+            name = name.rpartition(".")[0]
 
 
 def _unknown(ctx: Ctx, args: Args, name: str) -> None:
@@ -80,19 +125,10 @@ def _freeze_ignored(ctx: Ctx, trace: Trace, model: nn.Module, ignore: tuple[str,
                 ctx.freeze(ctx.dims(ref), f"ignored module {mod}")
 
 
-def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombResult:
+def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict,
+             structural: dict[int, str]) -> CombResult:
     sp = ctx.space
-    frozen = sp._frozen_roots()
-    first, unmet = resolve_bindings(model, ctx.bindings, produced, sp, frozen, None)
-    # Size literals the forward reuses but no attribute can carry pin their dims.
-    for b, i in unmet:
-        sp.freeze(b.dims[i], f"size {b.value[i]} is a literal in {b.module or 'the model'}")
-    # One attribute sizing several dims (a head_dim shared by q, k and v) means
-    # those dims must keep equal sizes: tie them.
-    for ab in (b for b in first if b.literal):
-        for cands in ab.trees:
-            for other in cands[1:]:
-                _tie_trees(sp, cands[0], other)
+    settle(ctx, model, produced)
     frozen = sp._frozen_roots()
     dims: dict[str, list[Tree]] = {}
     params = set(trace.params)
@@ -101,9 +137,10 @@ def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombRe
     # Leaf roots become groups, numbered in parameter order for stable ids.
     gid: dict[int, int] = {}
     members: dict[int, dict[tuple[str, int], list[list[int]]]] = defaultdict(dict)
+    identity: dict[int, list[list[int]]] = {}  # shared [[0], [1], ...] lists (read-only)
     for name, trees in dims.items():
         for k, tree in enumerate(trees):
-            for leaf, index in occurrences(tree):
+            for leaf, index in occurrences(tree, identity):
                 if sp.size[leaf] < 2:
                     continue
                 gid.setdefault(leaf, len(gid))
@@ -111,7 +148,7 @@ def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombRe
                 members[leaf][(name, k)] = (
                     index if old is None else [a + b for a, b in zip(old, index)]
                 )
-    roles = _roles(dims, frozen)
+    roles = {**_roles(dims, set(frozen)), **{sp.find(r): role for r, role in structural.items()}}
     groups: list[Group] = []
     for leaf, i in gid.items():
         why = frozen.get(leaf)
@@ -133,7 +170,7 @@ def _resolve(ctx: Ctx, trace: Trace, model: nn.Module, produced: dict) -> CombRe
     relabel = {leaf: (i if i in listed else -1) for leaf, i in gid.items()}
     dims = {n: [_relabel(t, relabel) for t in ts] for n, ts in dims.items()}
     bindings: list[AttrBinding] = resolve_bindings(
-        model, ctx.bindings, produced, sp, frozen, relabel
+        model, ctx.bindings, produced, sp, frozen, relabel, ctx.forced, ctx.consumed
     )[0]
     return CombResult(
         groups=groups, dims=dims, bindings=bindings, unknown_ops=dict(ctx.unknown),
@@ -147,7 +184,7 @@ def _relabel(t: Tree, relabel: dict[int, int]) -> Tree:
     return Tree(t.kind, t.size, children=[_relabel(c, relabel) for c in t.children])
 
 
-def _roles(dims: dict[str, list[Tree]], frozen: dict[int, str]) -> dict[int, str]:
+def _roles(dims: dict[str, list[Tree]], frozen: set[int]) -> dict[int, str]:
     """A leaf followed by another prunable factor is a head count; one preceded by a
     prunable factor is a per-head dim (q = heads x head_dim, conv = groups x width)."""
     roles: dict[int, str] = {}
@@ -168,16 +205,3 @@ def _roles(dims: dict[str, list[Tree]], frozen: dict[int, str]) -> dict[int, str
         for t in trees:
             walk(t)
     return roles
-
-
-def _tie_trees(sp: Space, a: Tree, b: Tree) -> None:
-    """Union two resolved trees leaf by leaf when they have the same structure.
-
-    Different structures mean the attribute's meaning is ambiguous (``embed_dim``
-    that equals both the residual width and heads x head_dim): no tie; apply leaves
-    such an attribute alone and verification judges the result.
-    """
-    la, lb = a.leaves(), b.leaves()
-    if a.kind == b.kind and [sp.size[x] for x in la] == [sp.size[x] for x in lb]:
-        for x, y in zip(la, lb):
-            sp.union(x, y)

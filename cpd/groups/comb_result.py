@@ -20,6 +20,7 @@ class CombResult:
         bindings: integer module attributes that follow group sizes.
         unknown_ops: ops without a channel rule (their channels were frozen).
         output_shapes: shapes of the model's output tensors on the example input.
+        checks: summary of the rehearsal that checked the groups (rounds, fixes).
     """
 
     groups: list[Group]
@@ -27,6 +28,8 @@ class CombResult:
     bindings: list[AttrBinding] = field(default_factory=list)
     unknown_ops: dict[str, int] = field(default_factory=dict)
     output_shapes: list[list[int]] = field(default_factory=list)
+    # what the rehearsal on fake tensors found and fixed (see cpd.groups.repair)
+    checks: dict = field(default_factory=dict)
 
     def prunable(self, head_dim: bool = False) -> list[Group]:
         """Groups that may be pruned (per-head dims only when ``head_dim``)."""
@@ -45,6 +48,7 @@ class CombResult:
             "bindings": [b.to_json() for b in self.bindings],
             "unknown_ops": self.unknown_ops,
             "output_shapes": self.output_shapes,
+            "checks": self.checks,
         }
 
     @staticmethod
@@ -55,4 +59,5 @@ class CombResult:
             bindings=[AttrBinding.from_json(b) for b in d["bindings"]],
             unknown_ops=dict(d.get("unknown_ops", {})),
             output_shapes=[list(s) for s in d.get("output_shapes", [])],
+            checks=dict(d.get("checks", {})),
         )

@@ -1,10 +1,23 @@
 """Pruning inside training: the trainer callback that runs an :class:`IterativePruner`.
 
 Schedule (optimizer steps): scoring starts at ``start``; every ``interval`` steps a
-pruning step removes the next share of channels (held at zero by masking after
-each optimizer step); the last pruning step removes them physically and hands the
-smaller model to the trainer, which rebuilds its optimizer and goes on fine-tuning
-with distillation. Importance is scored on the trainer's own loss (KD + task).
+pruning step removes the next share of channels. Importance is scored on the
+trainer's own loss (KD + task). Two modes (the same channels for the same scores):
+
+* ``mode="mask"`` (default, as the paper does): removed channels are held at zero
+  after each optimizer step; the last pruning step removes them physically and hands
+  the smaller model to the trainer, which rebuilds its optimizer and goes on
+  fine-tuning with distillation.
+* ``mode="physical"``: every pruning step hands a physically smaller model to the
+  trainer, so the rest of the schedule trains (and scores) a cheaper model. The cost:
+  at every pruning step the trainer skips that batch's optimizer step, and the
+  optimizer state (AdamW moments, SGD momentum) of every parameter that lost
+  channels starts afresh; parameters whose shape did not change keep theirs (see
+  :func:`cpd.train.optim.transfer_state`).
+
+Checkpoints store the cumulative keep-set (original index space); on resume in
+physical mode the pruned architecture is rebuilt from ``base`` plus that plan, so
+the checkpoint's weights load into it.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from torch import nn
 
 from cpd.apply.apply import apply_plan
 from cpd.inputs import evaluating
+from cpd.plan.physical import check_mode
 from cpd.plan.plan import Plan
 from cpd.plan.schedule import IterativePruner
 from cpd.train.callbacks import Callback
@@ -34,6 +48,7 @@ class PruneDuringTraining(Callback):
             interval, as the paper does).
         evaluate_fn: optional ``model -> metric``, recorded in the history after each
             pruning step (the metric-against-MACs curve of the report).
+        mode: ``"mask"`` or ``"physical"`` (see the module docstring).
         pruner_options: ``ratio=`` / ``macs=`` / ``params=`` and the other
             :class:`~cpd.plan.schedule.IterativePruner` options.
     """
@@ -41,9 +56,10 @@ class PruneDuringTraining(Callback):
     def __init__(self, base: nn.Module, example_inputs: Any, *, steps: int = 4,
                  interval: int = 50, start: int = 0, score_batches: int | None = None,
                  evaluate_fn: Callable[[nn.Module], float] | None = None,
-                 **pruner_options: Any) -> None:
+                 mode: str = "mask", **pruner_options: Any) -> None:
+        self.mode = check_mode(mode)
         self.base = copy.deepcopy(base)
-        self.evaluate_fn = evaluate_fn  # metric of the masked model after each step
+        self.evaluate_fn = evaluate_fn  # metric of the masked (or pruned) model after each step
         self.example = example_inputs
         self.steps, self.interval, self.start = steps, interval, start
         # Score only on the last ``score_batches`` batches of each interval (all: None);
@@ -61,7 +77,8 @@ class PruneDuringTraining(Callback):
 
     def _make(self, model: nn.Module) -> IterativePruner:
         with evaluating(model):  # tracing must not touch BatchNorm statistics
-            p = IterativePruner(model, self.example, steps=self.steps, **self.options)
+            p = IterativePruner(model, self.example, steps=self.steps, mode=self.mode,
+                                **self.options)
         p.reduce = all_reduce_scores  # every rank removes the same channels
         return p
 
@@ -78,14 +95,17 @@ class PruneDuringTraining(Callback):
             self.pruner.accumulate(trainer.model, inputs, targets, loss_fn)
         if pos != self.interval - 1:
             return None
-        rec = self.pruner.step(trainer.model)
-        if self.evaluate_fn is not None:
-            with evaluating(trainer.model):
-                rec["metric"] = float(self.evaluate_fn(trainer.model))
+        # Physical mode prunes a copy: the trainer carries optimizer state over from
+        # the untouched old parameters to the unchanged ones of the new model.
+        model = copy.deepcopy(trainer.model) if self.mode == "physical" else trainer.model
+        with evaluating(model):  # re-combing must not touch BatchNorm statistics
+            rec = self.pruner.step(model)
+            if self.evaluate_fn is not None:
+                rec["metric"] = float(self.evaluate_fn(model))
+            if self.pruner.done:
+                self.result = self.pruner.finalize(model, inplace=self.mode == "physical")
         if not self.pruner.done:
-            return None
-        with evaluating(trainer.model):
-            self.result = self.pruner.finalize(trainer.model)
+            return model if self.mode == "physical" else None
         self.plan = self.result.plan
         return self.result.model
 
@@ -99,14 +119,23 @@ class PruneDuringTraining(Callback):
         if self.pruner is None:
             return {}
         return {"keep": {str(g): k for g, k in self.pruner.keep.items()},
-                "step_index": self.pruner.step_index, "history": self.pruner.history}
+                "step_index": self.pruner.step_index, "history": self.pruner.history,
+                "rolled_back": self.pruner.rolled_back}
 
     def on_resume(self, trainer: Any, extra: dict[str, Any]) -> nn.Module | None:
         if "plan" in extra:
             self.plan = Plan.from_json(extra["plan"])
             return apply_plan(self.base, self.plan)
+        # trainer.model is the original architecture here (the trainer was built with it)
         self.pruner = self._make(trainer.model)
-        if extra:
-            self.pruner.restore({int(g): k for g, k in extra["keep"].items()},
-                                int(extra["step_index"]), list(extra["history"]))
-        return None
+        if not extra:
+            return None
+        keep = {int(g): k for g, k in extra["keep"].items()}
+        rolled_back = [int(g) for g in extra.get("rolled_back", [])]
+        model = None
+        if self.mode == "physical" and keep:
+            # the architecture the checkpoint's weights were saved from (they load next)
+            model = apply_plan(trainer.model, Plan.from_comb(self.pruner.comb, keep))
+        self.pruner.restore(keep, int(extra["step_index"]), list(extra["history"]),
+                            model=model, rolled_back=rolled_back)
+        return model

@@ -90,7 +90,9 @@ def run_cpd(
         steps, interval, start: pruning schedule in optimizer steps.
         score_batches: batches scored before each pruning step (default: all of the
             interval).
-        prune: ``macs=`` / ``ratio=`` / ``params=`` and ``importance=`` etc.
+        prune: ``macs=`` / ``ratio=`` / ``params=`` and ``importance=`` etc., and
+            ``mode="mask"`` (default) or ``"physical"`` (remove channels at every
+            pruning step; see :class:`~cpd.pipeline.prune_callback.PruneDuringTraining`).
 
     Raises:
         ValueError: the budget ends before the last pruning step.

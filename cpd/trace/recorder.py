@@ -13,13 +13,16 @@ without holding the activations.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.utils._pytree import tree_flatten
 
 from cpd.inputs import ExampleInputs, call_model, check_example_inputs
 
@@ -60,48 +63,90 @@ class _Recorder(TorchDispatchMode):
         super().__init__()
         self.records: list[OpRecord] = []
         self.module_stack: list[str] = [""]
-        self._tids: dict[int, int] = {}
-        self._alive: list[torch.Tensor] = []  # keeps ids from being reused mid-trace
-        for t in known.values():
+        self._tids: dict[int, TensorRef] = {}  # id(tensor) -> its ref, while it is alive
+        self._watch: dict[int, weakref.ref] = {}
+        self._next = 0
+        for t in known.values():  # params, buffers, inputs: the caller keeps them alive
             self.ref(t)
 
     def ref(self, t: torch.Tensor) -> TensorRef:
         key = id(t)
-        tid = self._tids.get(key)
-        if tid is None:
-            tid = self._tids[key] = len(self._tids)
-            self._alive.append(t)
-        return TensorRef(tid, tuple(int(s) for s in t.shape))
+        known = self._tids.get(key)
+        shape = t.shape
+        if known is not None and known.shape == shape:
+            return known
+        if known is None:
+            tid = self._next
+            self._next += 1
+            # Forget the id when the tensor is freed, so a later tensor at the same
+            # address gets a fresh tid. Keeping every intermediate alive instead
+            # (the simple way to keep ids unique) made the traced forward allocate
+            # fresh memory for every activation, which cost more than the hooks.
+            self._watch[key] = weakref.ref(t, partial(self._forget, key))
+        else:  # resized in place (resize_, unsqueeze_, t_, ...): same tid, new shape
+            tid = known.tid
+        ref = self._tids[key] = TensorRef(tid, tuple(int(s) for s in shape))
+        return ref
+
+    def _forget(self, key: int, _ref: weakref.ref) -> None:
+        self._tids.pop(key, None)
+        self._watch.pop(key, None)
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in torch._dynamo.disable by default;
+        # the first call then imports torch._dynamo (about a second) and every op pays
+        # the wrapper. The tracer only ever runs eagerly, so it opts out.
+        return False
 
     def _conv(self, x: Any) -> Any:
-        return self.ref(x) if isinstance(x, torch.Tensor) else x
+        """``x`` with every tensor replaced by its ref.
+
+        Aten arguments and results nest only lists and tuples (kwargs are a flat
+        dict), so this plain recursion replaces ``tree_map``, whose generic
+        flatten/unflatten was a third of the tracer's own time.
+        """
+        if isinstance(x, torch.Tensor):
+            return self.ref(x)
+        if isinstance(x, list):
+            return [self._conv(v) for v in x]
+        if isinstance(x, tuple):  # also torch.return_types (max.dim, sort, ...)
+            return tuple(self._conv(v) for v in x)
+        return x
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         # Refs for inputs are taken before the call so that an in-place op keeps
         # its tid and a fresh output gets a new one.
-        rargs = tree_map(self._conv, args)
-        rkwargs = tree_map(self._conv, kwargs)
+        rargs = self._conv(tuple(args))
+        rkwargs = {k: self._conv(v) for k, v in kwargs.items()}
         out = func(*args, **kwargs)
         self.records.append(
-            OpRecord(func, rargs, rkwargs, tree_map(self._conv, out), self.module_stack[-1])
+            OpRecord(func, rargs, rkwargs, self._conv(out), self.module_stack[-1])
         )
         return out
 
 
 def _hook_modules(model: nn.Module, rec: _Recorder) -> list[Any]:
-    handles = []
-    for name, mod in model.named_modules():
+    """Keep ``rec.module_stack`` at the innermost running module of ``model``.
 
-        def pre(_m: nn.Module, _a: Any, name: str = name) -> None:
+    Two global module hooks instead of a pair per module: registering and removing
+    hundreds of per-module handles cost more than the hooks themselves. Modules
+    outside ``model`` (none run during a trace, but be safe) are ignored.
+    """
+    names = {id(mod): name for name, mod in model.named_modules()}
+
+    def pre(mod: nn.Module, _a: Any) -> None:
+        name = names.get(id(mod))
+        if name is not None:
             rec.module_stack.append(name)
 
-        def post(_m: nn.Module, _a: Any, _o: Any) -> None:
+    def post(mod: nn.Module, _a: Any, _o: Any) -> None:
+        if id(mod) in names:
             rec.module_stack.pop()
 
-        handles.append(mod.register_forward_pre_hook(pre))
-        handles.append(mod.register_forward_hook(post, always_call=True))
-    return handles
+    return [register_module_forward_pre_hook(pre),
+            register_module_forward_hook(post, always_call=True)]
 
 
 def trace(model: nn.Module, example_inputs: ExampleInputs) -> Trace:

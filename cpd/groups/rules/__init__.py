@@ -8,6 +8,8 @@ from cpd.groups.rules import (  # noqa: F401
     norm,
     shape,
     spatial,
+    strided,
+    windows,
 )
 from cpd.groups.rules.registry import RULES, Args, Ctx, register
 

@@ -35,7 +35,10 @@ def sdpa(ctx: Ctx, a: Args) -> None:
     batch = broadcast_dims(ctx, items, out.shape[:-2])
     ctx.set(out, batch + [dq[-2], dv[-1]])
     for o in a.outs()[1:]:
-        ctx.set(o, ctx.fresh(o.shape, "attention statistics"))
+        if tuple(o.shape) == tuple(out.shape[:-1]):  # logsumexp: one value per query
+            ctx.set(o, batch + [dq[-2]])
+        else:
+            ctx.set(o, ctx.fresh(o.shape, "attention statistics"))
 
 
 @register(aten("_native_multi_head_attention.default"))
@@ -69,6 +72,6 @@ def native_mha(ctx: Ctx, a: Args) -> None:
         if a.get("proj_bias") is not None:
             ctx.tie(ctx.dims(a["proj_bias"])[0], pw[0])
         ctx.set(out[0], ctx.dims(q)[:-1] + [pw[0]])
-        ctx.bind(heads, [parts[1]], required=True)
+        ctx.bind(heads, [parts[1]], required=True, keys=[("num_head", -1)])
     for o in out[1:]:
         ctx.set(o, ctx.fresh(o.shape, "attention weights"))

@@ -105,7 +105,7 @@ def _conv(ctx: Ctx, a: Args, transposed: bool) -> None:
                 ctx.tie(cin[1], w[1])
                 ctx.tie(outd, per_out)
             out_dim = outd
-            ctx.bind(g, [cin[0]], required=True)
+            ctx.bind(g, [cin[0]], required=True, keys=[("groups", -1)])
     ctx.set(o, [x[0], out_dim] + [sp.dim(s, "spatial") for s in o.shape[2:]])
     b = a.get("bias")
     if b is not None:

@@ -30,7 +30,8 @@ def layer_norm(ctx: Ctx, a: Args) -> None:
             for d1, d2 in zip(dx[-k:], ctx.dims(t)):
                 ctx.tie(d1, d2)
     ctx.set(a.outs()[0], dx)
-    ctx.bind(list(a["normalized_shape"]), dx[-k:])
+    ctx.bind(list(a["normalized_shape"]), dx[-k:],
+             keys=[("normalized_shape", i) for i in range(k)])
     _rest(ctx, a)
 
 
@@ -61,7 +62,8 @@ def group_norm(ctx: Ctx, a: Args) -> None:
         if parts is None:
             ctx.freeze([dx[1]], "group norm over reshaped channels")
         else:
-            ctx.bind(g, [parts[0]], required=True)
+            name = "group" if "group" in a.values else "num_groups"
+            ctx.bind(g, [parts[0]], required=True, keys=[(name, -1)])
     ctx.set(a.outs()[0], dx)
     _rest(ctx, a)
 

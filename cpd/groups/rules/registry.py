@@ -99,6 +99,13 @@ class Binding:
     value: tuple[int, ...]
     dims: list[Dim]
     required: bool = False  # a literal the forward reuses: unmatched -> freeze its dims
+    op: int = -1  # index of the op in the trace (the rehearsal re-reads it there)
+    # Per element, where the op received it: (argument name, list index or -1 for a
+    # scalar argument); None when the rule derived the value (slice lengths).
+    keys: tuple[tuple[str, int] | None, ...] = ()
+    # The element sizes a dim the op's input already has (``x.view(B, C, -1)`` with C
+    # = x.shape[1]): most likely read from that shape, not from an attribute.
+    passthrough: tuple[bool, ...] = ()
 
 
 @dataclass
@@ -110,6 +117,10 @@ class Ctx:
     bindings: list[Binding] = field(default_factory=list)
     unknown: dict[str, int] = field(default_factory=dict)
     module: str = ""
+    op: int = -1  # index of the op being walked
+    # (module, owner, attr, index) -> dims that attribute must follow (from the rehearsal)
+    forced: dict[tuple[str, str, str, int], list[Dim]] = field(default_factory=dict)
+    consumed: dict[str, list[Dim]] = field(default_factory=dict)  # module -> its input dims
 
     def dims(self, x: TensorRef) -> list[Dim]:
         """Channel dims of ``x``; a tensor never seen before gets frozen dims."""
@@ -139,13 +150,19 @@ class Ctx:
         else:
             self.set(dst, self.fresh(dst.shape, f"shape changed by {self.module or 'op'}"))
 
-    def bind(self, value: int | list[int], dims: list[Dim], required: bool = False) -> None:
+    def bind(self, value: int | list[int], dims: list[Dim], required: bool = False,
+             keys: list[tuple[str, int] | None] | None = None,
+             passthrough: list[bool] | None = None) -> None:
         """Record that ``value`` (a size literal of this op) sized ``dims``.
 
         ``required`` marks literals the op needs to stay in step with the channel
         count (split sizes, slice bounds, reshape sizes): if no module attribute
         can carry the new value, the dims are frozen rather than pruned wrongly.
+        ``keys`` says where the op received each element (see :class:`Binding`).
         """
         vals = tuple(value) if isinstance(value, (list, tuple)) else (int(value),)
         if any(d for d in dims):
-            self.bindings.append(Binding(self.module, vals, dims, required))
+            self.bindings.append(Binding(
+                self.module, vals, dims, required, op=self.op,
+                keys=tuple(keys) if keys is not None else (None,) * len(vals),
+                passthrough=tuple(passthrough or (False,) * len(vals))))

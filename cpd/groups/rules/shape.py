@@ -29,12 +29,14 @@ def view(ctx: Ctx, a: Args) -> None:
         ctx.set(o, ctx.fresh(o.shape, "reshape that mixes channels with other dims"))
         return
     ctx.set(o, parts)
-    size = a.get("size") or a.get("shape") or []
+    name = "size" if a.get("size") else "shape"
+    size = a.get(name) or []
+    ins = ctx.dims(x)
     # Not required: aten-level views also come from torch's own decompositions
     # (matmul, linear, flatten) whose sizes are computed from shapes.
-    for want, part in zip(size, parts):
+    for k, (want, part) in enumerate(zip(size, parts)):
         if isinstance(want, int) and want > 1:
-            ctx.bind(want, [part])
+            ctx.bind(want, [part], keys=[(name, k)], passthrough=[part in ins])
 
 
 @register(aten("permute.default"), aten("permute_copy.default"))
@@ -141,7 +143,9 @@ def slice_(ctx: Ctx, a: Args) -> None:
         ctx.set(o, d[:k] + [ctx.space.dim(o.shape[k], "slice")] + d[k + 1 :])
         return
     ctx.set(o, d[:k] + [parts[1 if start else 0]] + d[k + 1 :])
-    ctx.bind([s for s in sizes if s], [p for p in parts], required=True)
+    # x[:, :end] receives its first size as ``end``; other bounds are derived.
+    keys = [("end", -1), None] if not start else [None] * len(parts)
+    ctx.bind([s for s in sizes if s], [p for p in parts], required=True, keys=keys)
 
 
 @register(aten("split.Tensor"), aten("split_copy.Tensor"), aten("unsafe_split.Tensor"),
@@ -160,7 +164,7 @@ def split(ctx: Ctx, a: Args) -> None:
             ctx.freeze([parts[0]], "number of chunks")
             for o in outs:
                 ctx.set(o, d[:k] + [parts[1]] + d[k + 1 :])
-            ctx.bind(sizes[0], [parts[1]])
+            ctx.bind(sizes[0], [parts[1]], keys=[("split_size", -1)])
             return
     parts = ctx.space.split(d[k], sizes) if d[k] else None
     if parts is None:
@@ -170,7 +174,9 @@ def split(ctx: Ctx, a: Args) -> None:
         return
     for o, p in zip(outs, parts):
         ctx.set(o, d[:k] + [p] + d[k + 1 :])
-    ctx.bind(sizes, parts, required=True)
+    given = "split_sizes" in a.values  # else sizes derived from one split_size
+    keys = [("split_sizes", i) if given else None for i in range(len(sizes))]
+    ctx.bind(sizes, parts, required=True, keys=keys)
 
 
 @register(aten("cat.default"), aten("concat.default"), aten("_cat.default"))
@@ -292,24 +298,3 @@ def pixel_shuffle(ctx: Ctx, a: Args) -> None:
         return
     ctx.freeze([h[1], w[1]], "pixel unshuffle factor")
     ctx.set(o, list(d[:-3]) + [d[-3] + h[1] + w[1], h[0], w[0]])
-
-
-@register(aten("im2col.default"))
-def im2col(ctx: Ctx, a: Args) -> None:
-    """``F.unfold``: (B, C, H, W) -> (B, C*kh*kw, L) with C as the outer factor."""
-    x, o = a["self"], a.outs()[0]
-    d = ctx.dims(x)
-    kh, kw = a["kernel_size"]
-    k = ctx.space.dim(kh * kw, "unfold kernel")
-    ctx.set(o, d[:-3] + [d[-3] + k, ctx.space.dim(o.shape[-1], "unfold positions")])
-
-
-@register(aten("unfold.default"))
-def unfold(ctx: Ctx, a: Args) -> None:
-    """``Tensor.unfold(dim, size, step)``: windows along one dim (spatial only)."""
-    x, o = a["self"], a.outs()[0]
-    d = list(ctx.dims(x))
-    k = _nd(a["dimension"], len(d))
-    ctx.freeze([d[k]], "unfold")
-    d[k] = ctx.space.dim(o.shape[k], "unfold")
-    ctx.set(o, d + [ctx.space.dim(o.shape[-1], "unfold")])

@@ -7,7 +7,9 @@ Two forms:
   options as config overrides, and *random* weights (seeded, so the same string
   always gives the same model). The model class is the image-classification auto
   class when the type has one, else the semantic-segmentation one, else
-  ``AutoModel``. Unknown override names are rejected, since a config silently
+  ``AutoModel``; the reserved option ``task=classification|segmentation|base``
+  picks one (``hf:segformer?task=segmentation`` is SegFormer's segmentation model).
+  Unknown override names are rejected, since a config silently
   stores any attribute and a typo would otherwise go unnoticed.
 * ``hf:PATH`` (``hf:./my-vit``, ``hf:/models/vit``; a path must contain a
   separator or start with ``.`` or ``~``): a folder written by
@@ -41,6 +43,9 @@ _AUTO_CLASSES = (
     ("MODEL_MAPPING_NAMES", "AutoModel"),
 )
 SEED = 0
+#: values of the reserved ``task=`` option -> the mapping whose auto class to use
+_TASKS = {"classification": _AUTO_CLASSES[0], "segmentation": _AUTO_CLASSES[1],
+          "base": _AUTO_CLASSES[2]}
 
 
 def _one_line(e: BaseException) -> str:
@@ -70,11 +75,20 @@ def hf_input_spec(config: Any, kwarg: str | None = "pixel_values") -> InputSpec:
     return InputSpec((1, int(chans or 3), h, w), kwarg)
 
 
-def _auto_class(transformers: Any, model_type: str) -> tuple[Any, str]:
-    """The auto class for ``model_type`` and the first model class it maps to."""
+def _auto_class(transformers: Any, model_type: str, task: str | None = None) -> tuple[Any, str]:
+    """The auto class for ``model_type`` (for ``task`` if given) and its first model class."""
     from transformers.models.auto import modeling_auto
 
-    for mapping_name, auto_name in _AUTO_CLASSES:
+    if task is not None:
+        if task not in _TASKS:
+            raise ModelSourceError(f"hf:{model_type}?task={task}: task must be one of "
+                                   f"{', '.join(_TASKS)}")
+        mapping_name, auto_name = _TASKS[task]
+        if model_type not in getattr(modeling_auto, mapping_name, {}):
+            have = [t for t, (m, _) in _TASKS.items() if model_type in getattr(modeling_auto, m, {})]
+            raise ModelSourceError(f"hf:{model_type} has no {task} model in this transformers; "
+                                   f"it has: {', '.join(have) or 'none'}")
+    for mapping_name, auto_name in ([_TASKS[task]] if task else _AUTO_CLASSES):
         mapping = getattr(modeling_auto, mapping_name, {})
         if model_type in mapping:
             names = mapping[model_type]
@@ -88,6 +102,8 @@ def _from_model_type(transformers: Any, spec: ModelSpec) -> LoadedModel:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     model_type = spec.target
+    options = dict(spec.options)
+    task = options.pop("task", None)
     if model_type not in CONFIG_MAPPING_NAMES:
         close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING_NAMES), n=3)
         hint = f"; did you mean {', '.join('hf:' + c for c in close)}?" if close else " (e.g. hf:vit, hf:resnet)"
@@ -96,18 +112,18 @@ def _from_model_type(transformers: Any, spec: ModelSpec) -> LoadedModel:
         raise ModelSourceError(f"unknown Hugging Face model type {model_type!r} in "
                                f"transformers {transformers.__version__}{hint}")
     default = AutoConfig.for_model(model_type)
-    unknown = [k for k in spec.options if not hasattr(default, k)]
+    unknown = [k for k in options if not hasattr(default, k)]
     if unknown:
         known = [k for k in default.to_dict() if not k.startswith("_")]
         close = difflib.get_close_matches(unknown[0], known, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ModelSourceError(f"{type(default).__name__} has no field {unknown[0]!r}{hint}; "
                                f"options of hf:{model_type} override config fields")
-    auto_cls, first_class = _auto_class(transformers, model_type)
+    auto_cls, first_class = _auto_class(transformers, model_type, None if task is None else str(task))
     try:
         # Constructor kwargs rather than setattr, so fields derived in __init__
         # (num_labels -> id2label, per-stage lists) follow the overrides.
-        config = AutoConfig.for_model(model_type, **spec.options)
+        config = AutoConfig.for_model(model_type, **options)
         if not getattr(config, "architectures", None):
             # A fresh config names no architecture; for types mapped to several
             # classes (deit, levit) from_config then fails. Name the default one.

@@ -1,0 +1,98 @@
+"""Smoke test of the CamVid benchmark (benchmarks/camvid.py --quick) on a tiny subset.
+
+``benchmarks/`` is not a package: its modules are imported by putting that directory
+on ``sys.path`` (as the benchmark itself does).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import camvid  # noqa: E402
+import camvid_runs  # noqa: E402
+
+TOL = 0.01  # MACs may not exceed the 50 % target by more than this (fraction of the baseline)
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not (camvid.CAMVID / "train.txt").exists(), reason="CamVid data not available")
+def test_quick_run_writes_rows_with_the_schema_and_resumes(tmp_path, one_thread):
+    argv = ["--quick", "--out-dir", str(tmp_path), "--models", "seg-cnn-tiny", "--methods", "cpd,tp-taylor"]
+    rows = camvid.main(argv)
+    on_disk = json.loads((tmp_path / "camvid.json").read_text())
+    assert on_disk == json.loads(json.dumps(rows))
+    assert [r["method"] for r in on_disk] == ["baseline", "cpd", "tp-taylor"]
+    for r in on_disk:
+        assert list(r)[: len(camvid_runs.ROW_KEYS)] == list(camvid_runs.ROW_KEYS), r
+        assert (r["model"], r["task"], r["error"]) == ("seg-cnn-tiny", "segmentation", None), r
+        assert 0.0 <= r["metric"] <= 100.0 and r["metric_name"] == "miou"
+        assert r["latency_ms_bs1"] > 0 and r["latency_ms_bs8"] > 0
+    base, cpd, tp = on_disk
+    assert base["macs"] == base["params"] == 1.0
+    for r in (cpd, tp):
+        assert 0.0 < r["macs"] <= 0.5 + TOL and 0.0 < r["params"] < 1.0, r
+        assert r["macs_abs"] < base["macs_abs"] and r["params_abs"] < base["params_abs"]
+    assert len(cpd["history"]) == camvid.QUICK["prune_steps"]  # one record per pruning step
+    assert cpd["alpha"] > 0
+    md = (tmp_path / "camvid.md").read_text()
+    assert "| seg-cnn-tiny | **cpd** |" in md and "| seg-cnn-tiny | tp-taylor |" in md
+    assert (tmp_path / "camvid.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A re-run finds every row in the cache and recomputes nothing.
+    cached = json.loads((tmp_path / "cache" / "rows.json").read_text())
+    again = camvid.main(argv)
+    assert again == on_disk
+    assert json.loads((tmp_path / "cache" / "rows.json").read_text()) == cached
+    # Another configuration is another fingerprint: its rows are not taken from the cache.
+    assert camvid.fingerprint("seg-cnn-tiny", {**cpd["config"], "alpha": 0.9}) != cpd["fingerprint"]
+
+
+def test_failure_becomes_a_row_with_the_reason():
+    class Boom(torch.nn.Module):
+        def named_modules(self, *a, **k):  # any call fails
+            raise RuntimeError("cannot prune this\nsecond line")
+
+    measured = camvid_runs.Measured(50.0, 100, 10, {"bs1": 1.0, "bs8": 4.0})
+    cfg = {**camvid.COMMON, "batch_size": 2, "out_layers": []}
+    task = camvid.build_task("classification")
+    row = camvid_runs.run_method("cpd", "m", "classification", Boom(), measured, task, [], [],  # type: ignore[arg-type]
+                                 torch.zeros(1), cfg, lambda s: None)
+    assert row["metric_name"] == "top1"
+    assert row["error"] == "RuntimeError: cannot prune this"
+    assert all(row[k] is None for k in ("macs", "params", "metric", "latency_ms_bs1", "latency_ms_bs8"))
+    assert list(row)[: len(camvid_runs.ROW_KEYS)] == list(camvid_runs.ROW_KEYS)
+
+
+def test_rows_and_verdicts():
+    import camvid_report
+
+    def row(method: str, metric: float | None, macs: float = 0.5) -> dict:
+        return {"model": "m", "task": "segmentation", "method": method, "macs": macs, "params": macs,
+                "metric": metric, "latency_ms_bs1": 2.0, "latency_ms_bs8": 8.0, "metric_name": "miou",
+                "error": None if metric is not None else "TP: boom"}
+
+    rows = [row("baseline", 60.0, 1.0), row("cpd", 59.0), row("cpd-no-kd", 58.0), row("tp-magnitude", None)]
+    (v,) = camvid_report.verdicts(rows)
+    assert "beats every baseline that ran: yes" in v and "within 2: yes" in v and "tp-magnitude" in v
+    (v,) = camvid_report.verdicts([*rows[:2], row("tp-taylor", 59.5)])
+    assert "beats every baseline that ran: **no**" in v
+    (v,) = camvid_report.verdicts([row("baseline", 60.0, 1.0), row("cpd", 57.0)])
+    assert "within 2: **no**" in v
+    md = camvid_report.markdown(rows, {"setup": [], "command": "x", "minutes": 1.0})
+    assert "failed: TP: boom" in md and "| m | **cpd** | 59.00 | -1.00 |" in md
