@@ -56,7 +56,8 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         trows = [r for r in rows if r["task"] == task]
         label = METRIC_LABEL.get(trows[0].get("metric_name", ""), "metric")
         lines += [f"## {task}", "", f"| model | method | {label} | Δ vs unpruned | MACs | params | "
-                  "latency bs1 (ms) | latency bs8 (ms) | speed-up bs1 / bs8 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "latency bs1 (ms) | latency bs8 (ms) | speed-up bs1 / bs8 |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for model, _ in _models(trows):
             by = {r["method"]: r for r in trows if r["model"] == model}
             base = by.get("baseline")
@@ -71,10 +72,13 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
                 # speed-up against the baseline timed in alternation with this model (same load)
                 b1 = r.get("base_latency_ms_bs1") or (base or {}).get("latency_ms_bs1")
                 b8 = r.get("base_latency_ms_bs8") or (base or {}).get("latency_ms_bs8")
-                speed = f"{b1 / r['latency_ms_bs1']:.2f}x / {b8 / r['latency_ms_bs8']:.2f}x" if b1 and b8 else "—"
+                speed = (f"{b1 / r['latency_ms_bs1']:.2f}x / {b8 / r['latency_ms_bs8']:.2f}x"
+                         if b1 and b8 else "—")
                 name = f"**{method}**" if method == "cpd" else method
-                lines.append(f"| {model} | {name} | {r['metric']:.2f} | {_fmt(delta, '+.2f')} | {r['macs']:.3f} | "
-                             f"{r['params']:.3f} | {r['latency_ms_bs1']:.2f} | {r['latency_ms_bs8']:.2f} | {speed} |")
+                spread = f" ± {r['metric_std']:.2f}" if len(r.get("metric_seeds") or []) > 1 else ""
+                lines.append(f"| {model} | {name} | {r['metric']:.2f}{spread} | {_fmt(delta, '+.2f')} | "
+                             f"{r['macs']:.3f} | {r['params']:.3f} | {r['latency_ms_bs1']:.2f} | "
+                             f"{r['latency_ms_bs8']:.2f} | {speed} |")
         lines.append("")
     lines += ["## Verdicts", "", *[f"- {v}" for v in verdicts(rows)], ""]
     if info.get("notes"):
@@ -87,9 +91,11 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
 def plot(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Metric against MACs fraction, one panel per model; cpd's masked pruning steps as a line."""
     models = _models(rows)
-    fig = Figure(figsize=(4.2 * max(1, len(models)), 3.8))
+    ncols = min(2, max(1, len(models)))
+    nrows = -(-max(1, len(models)) // ncols)
+    fig = Figure(figsize=(5.0 * ncols, 3.9 * nrows))
     for i, (model, task) in enumerate(models):
-        ax = fig.add_subplot(1, max(1, len(models)), i + 1)
+        ax = fig.add_subplot(nrows, ncols, i + 1)
         mrows = [r for r in rows if (r["model"], r["task"]) == (model, task)]
         for r in mrows:
             if r.get("metric") is None:
@@ -101,7 +107,7 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> Path:
         if cpd is not None and base is not None and all("metric" in h for h in cpd["history"]):
             xs = [1.0] + [h["achieved"] for h in cpd["history"]]
             ys = [base["metric"]] + [h["metric"] for h in cpd["history"]]
-            ax.plot(xs, ys, color=_STYLE["cpd"][0], alpha=0.4, linestyle="--", label="cpd masked steps")
+            ax.plot(xs, ys, color=_STYLE["cpd"][0], alpha=0.4, linestyle="--", label="cpd while pruning (masked)")
         metric = METRIC_LABEL.get(mrows[0].get("metric_name", ""), "metric")
         ax.set_title(f"{model} ({task})", fontsize=10)
         ax.set_xlabel("MACs (fraction of unpruned)")

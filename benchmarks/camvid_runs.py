@@ -19,10 +19,11 @@ the baseline is the same); a row holds the mean metric over the seeds (each seed
 ``metric_seeds``) on the evaluation set (the final weights: no checkpoint
 selection), MACs and parameters as fractions of the baseline, and 1-thread CPU
 latency at batch 1 and 8 (:func:`cpd.report.latency.measure_latency`). On a shared
-machine the same model times differently from one minute to the next, so each
-compressed model is timed in alternation with the baseline (``rounds`` times, the
-fastest median of each kept) and the row also holds that paired baseline time: the
-speed-up is measured under the same load.
+machine wall-clock times of the same model vary by several x from one minute to the
+next (other processes take the core), and medians with them, so the latency of a row
+is the fastest forward pass over ``rounds`` measurements (of up to 20 timed runs
+each), taken in alternation with the baseline; the row also holds that paired
+baseline time, so speed-ups compare like with like.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def train_baseline(model: nn.Module, task: Task, train: Dataset, cfg: dict[str, 
 
 def paired_latency(model: nn.Module, base: nn.Module | None, example: torch.Tensor, rounds: int = 3,
                    batch_sizes: tuple[int, ...] = (1, 8)) -> tuple[dict[str, float], dict[str, float]]:
-    """1-thread median forward latency (ms) of ``model`` and ``base``, timed in alternation.
+    """1-thread forward latency (ms) of ``model`` and ``base``, timed in alternation.
 
-    Returns ``({"bs1": ms, ...}, {"bs1": base_ms, ...})``: per batch size the fastest of
-    ``rounds`` medians (load from other processes only ever adds time); ``base`` None
-    times ``model`` alone and returns its times twice.
+    Returns ``({"bs1": ms, ...}, {"bs1": base_ms, ...})``: per batch size the fastest
+    single run over ``rounds`` calls of :func:`measure_latency` (load from other
+    processes only ever adds time, so the minimum is the stable statistic on a shared
+    machine); ``base`` None times ``model`` alone and returns its times twice.
     """
     got: dict[str, float] = {}
     ref: dict[str, float] = {}
@@ -105,10 +107,10 @@ def paired_latency(model: nn.Module, base: nn.Module | None, example: torch.Tens
         x = batch_like(example, bs)
         key = f"bs{bs}"
         for _ in range(rounds):
-            t = measure_latency(model, x, threads=1).median_ms
+            t = measure_latency(model, x, threads=1).min_ms
             got[key] = min(got.get(key, t), t)
             if base is not None:
-                t = measure_latency(base, x, threads=1).median_ms
+                t = measure_latency(base, x, threads=1).min_ms
                 ref[key] = min(ref.get(key, t), t)
     return got, (ref if base is not None else dict(got))
 

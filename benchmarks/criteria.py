@@ -92,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--score-batches", type=int, default=None, help="scoring batches per criterion")
     p.add_argument("--score-batch-size", type=int, default=None)
     p.add_argument("--seeds", type=int, default=None, help="random-criterion seeds (mean reported)")
+    p.add_argument("--resamples", type=int, default=None,
+                   help="with --variants: further disjoint scoring sets for the hessian selections")
     p.add_argument("--targets", default=None, help="comma-separated MACs fractions, e.g. 0.7,0.5")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="load the trained base model from here if it exists, else save it there")
@@ -100,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run the investigation (rankings, iterative steps, BN statistics, fidelity)")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
-    for k in ("model", "steps", "batch_size", "lr", "score_batches", "score_batch_size", "seeds"):
+    for k in ("model", "steps", "batch_size", "lr", "score_batches", "score_batch_size", "seeds", "resamples"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     if args.targets:
@@ -126,8 +128,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     run_eval = make_eval(PatchTensors(te_x, te_y))
     batches = scoring_batches(tr_x, tr_y, cfg["score_batches"], cfg["score_batch_size"])
 
-    def evaluate(m: torch.nn.Module) -> tuple[float, float]:
-        return run_eval(m), run_eval(recalibrated(m, batches))
+    def evaluate_with(data: list) -> Any:
+        def evaluate(m: torch.nn.Module) -> tuple[float, float]:
+            return run_eval(m), run_eval(recalibrated(m, data))
+        return evaluate
+
+    evaluate = evaluate_with(batches)
 
     common = {"model": cfg["model"], "task": TASK}
 
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     notes = verdicts(rows, cfg["targets"])
     findings: list[str] = []
     if args.variants:
-        findings = run_investigation(scorer, scores, batches, cfg, pruned, evaluate, run_eval, summ, rows, common)
+        findings = run_investigation(scorer, scores, batches, (tr_x, tr_y), cfg, pruned, evaluate_with, run_eval,
+                                     summ, rows, common)
     if not args.no_check:
         checked = check_against_prune(scorer, batches, F.cross_entropy, cfg["targets"][0])
         log(f"cpd.prune(importance='hessian') keeps the same channels as the benchmark path: {checked}")
@@ -198,17 +205,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def run_investigation(scorer: Scorer, scores: dict[str, dict], batches: list, cfg: dict[str, Any],
-                      pruned: dict[tuple[str, float], Any], evaluate: Any, run_eval: Any, summ: Any,
-                      rows: list[dict[str, Any]], common: dict[str, Any]) -> list[str]:
+def run_investigation(scorer: Scorer, scores: dict[str, dict], batches: list, train: tuple[Any, Any],
+                      cfg: dict[str, Any], pruned: dict[tuple[str, float], Any], evaluate_with: Any, run_eval: Any,
+                      summ: Any, rows: list[dict[str, Any]], common: dict[str, Any]) -> list[str]:
     """Append the variant, BN and fidelity rows to ``rows``; return data-driven findings."""
     from criteria_bn import bn_fixes  # noqa: PLC0415 - only with --variants
     from criteria_fidelity import fidelity_rows  # noqa: PLC0415
-    from criteria_variants import channel_costs, iterative_variants, ranking_variants  # noqa: PLC0415
+    from criteria_variants import (  # noqa: PLC0415
+        channel_costs,
+        iterative_variants,
+        ranking_variants,
+        resample_variants,
+    )
 
     targets = cfg["targets"]
+    evaluate = evaluate_with(batches)
     log("variants: rankings of the diagonal hessian scores")
     var_rows = ranking_variants(scorer, scores["hessian"], targets, evaluate, summ, log)
+    log(f"variants: the main and {cfg['resamples']} more scoring sets")
+    sets = [batches] + [scoring_batches(*train, cfg["score_batches"], cfg["score_batch_size"], set_index=i + 1)
+                        for i in range(cfg["resamples"])]
+    var_rows += resample_variants(scorer, sets, targets, evaluate_with, summ, log)
     log("variants: iterative re-scoring")
     var_rows += iterative_variants(scorer, batches, targets, cfg["iter_steps"], evaluate, summ, log)
     rows += var_rows
@@ -228,11 +245,18 @@ def run_investigation(scorer: Scorer, scores: dict[str, dict], batches: list, cf
     rows += fidelity_rows(scorer, {**scores, "random": rnd}, batches, channel_costs(scorer), common)
     out = []
     by = {(r["criterion"], r["macs_target"]): r for r in rows if "macs_target" in r}
+    k = len(sets)
+
+    def pm(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.1f} ± {r.get(key + '_std', 0.0):.1f}"
+
     for t in targets:
         new, old = by[("hessian", t)], by[(before, t)]
+        rn, ro = by[(f"hessian, {k} scoring sets", t)], by[(f"{before}, {k} scoring sets", t)]
         out.append(f"{t:.0%} MACs: interaction-aware hessian {new['metric']:.1f} (BN re-estimated "
                    f"{new['metric_bn_recal']:.1f}) vs diagonal hessian / group mean {old['metric']:.1f} "
-                   f"({old['metric_bn_recal']:.1f}).")
+                   f"({old['metric_bn_recal']:.1f}); over {k} scoring sets {pm(rn, 'metric')} "
+                   f"({pm(rn, 'metric_bn_recal')}) vs {pm(ro, 'metric')} ({pm(ro, 'metric_bn_recal')}).")
     return out
 
 

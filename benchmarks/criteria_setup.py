@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
-
 from criteria_data import PatchTensors
 from criteria_models import build_model
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from cpd.tasks import build_task
 from cpd.train import TrainConfig, Trainer
@@ -28,10 +27,10 @@ Batches = list[tuple[Tensor, Tensor]]
 
 FULL: dict[str, Any] = dict(model="resnet", train_frames=None, test_frames=None, steps=1200, batch_size=64, lr=2e-3,
                             warmup=60, score_batches=16, score_batch_size=32, seeds=5, targets=(0.7, 0.5),
-                            iter_steps=(4, 8))
+                            iter_steps=(4, 8), resamples=4)
 QUICK: dict[str, Any] = dict(model="resnet-tiny", train_frames=12, test_frames=6, steps=20, batch_size=32, lr=2e-3,
                              warmup=2, score_batches=2, score_batch_size=8, seeds=2, targets=(0.7, 0.5),
-                             iter_steps=(2,))
+                             iter_steps=(2,), resamples=1)
 
 
 def log(msg: str) -> None:
@@ -78,9 +77,14 @@ def make_eval(test: PatchTensors) -> Callable[[nn.Module], float]:
     return run
 
 
-def scoring_batches(images: Tensor, labels: Tensor, n: int, bs: int) -> Batches:
-    """``n`` fixed batches of ``bs`` distinct training samples (seeded, no augmentation)."""
+def scoring_batches(images: Tensor, labels: Tensor, n: int, bs: int, set_index: int = 0) -> Batches:
+    """``n`` fixed batches of ``bs`` distinct training samples (seeded, no augmentation).
+
+    ``set_index`` picks another set of the same size, disjoint from the others.
+    """
     g = torch.Generator().manual_seed(1234)
-    idx = torch.randperm(len(labels), generator=g)[: n * bs]
+    idx = torch.randperm(len(labels), generator=g)[set_index * n * bs:(set_index + 1) * n * bs]
+    if len(idx) < n * bs:
+        raise ValueError(f"{len(labels)} samples are too few for scoring set {set_index} of {n} x {bs}")
     return [(images[idx[i * bs:(i + 1) * bs]].contiguous(), labels[idx[i * bs:(i + 1) * bs]].contiguous())
             for i in range(n)]

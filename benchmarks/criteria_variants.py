@@ -8,7 +8,11 @@ Same trained model, scoring batches, MACs targets and metrics as the main table.
    :func:`cpd.scores.normalize_scores`: none (raw), group size, parameter elements per
    channel, MACs saved per channel (damped with exponent 0.5, and plain), plus raw
    ranking with ``max_ratio=0.5`` (no group loses more than half).
-2. **Iterative scoring without training.** ``cpd.prune(steps=N, data=...)`` re-scores
+2. **Other scoring sets.** The interaction-aware and the diagonal ``hessian``
+   selection on the main scoring set and ``resamples`` further disjoint sets of the
+   same size (BN re-estimated on each set's own batches, as ``cpd.prune`` would):
+   mean ± std over the sets, since one set's 50 % result varies by several points.
+3. **Iterative scoring without training.** ``cpd.prune(steps=N, data=...)`` re-scores
    the masked model before each step (``IterativePruner``; diagonal scores, per-step
    group-mean ranking), so later steps see earlier removals. Not one-shot in the
    strict sense (N scoring passes), still no weight update.
@@ -27,7 +31,7 @@ import cpd
 from cpd.plan.select import ranking
 from cpd.scores import global_ranking, param_cost
 
-__all__ = ["channel_costs", "ranking_variants", "iterative_variants"]
+__all__ = ["channel_costs", "iterative_variants", "ranking_variants", "resample_variants"]
 
 Order = list[tuple[int, int]]
 Evaluate = Callable[[Any], tuple[float, float]]  # model -> (metric, metric after BN recalibration)
@@ -71,6 +75,34 @@ def ranking_variants(scorer: Any, scores: dict[int, Tensor], targets: tuple[floa
             rows.append(row)
             log(f"  {label:42s} @ {t:.0%}: {row['metric']:6.2f} / {row['metric_bn_recal']:6.2f}")
     return rows
+
+
+def resample_variants(scorer: Any, sets: list[list], targets: tuple[float, ...],
+                      evaluate_with: Callable[[list], Evaluate], summarize: Callable[..., dict[str, Any]],
+                      log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Rows for the interaction-aware and the diagonal hessian selection, mean over scoring sets.
+
+    Args:
+        sets: disjoint scoring sets (lists of batches); the main one first.
+        evaluate_with: batches -> the evaluation that re-estimates BN on those batches.
+    """
+    labels = {"hessian": True, "hessian, diagonal / group mean (before)": False}
+    results: dict[tuple[str, float], list[tuple[float, float, Any]]] = {(lb, t): [] for lb in labels for t in targets}
+    for i, batches in enumerate(sets):
+        crit = scorer.criterion("hessian")
+        for x, y in batches:
+            crit.accumulate(scorer.model, x, y, F.cross_entropy)
+        scores, rows = crit.scores(), crit.rows()
+        evaluate = evaluate_with(batches)
+        for label, interactions in labels.items():
+            for t in targets:
+                p = scorer.prune(scores, t, label, rows=rows if interactions else None)
+                results[(label, t)].append((*evaluate(p.model), p))
+                a, b, _ = results[(label, t)][-1]
+                log(f"  scoring set {i}: {label:40s} @ {t:.0%}: {a:6.2f} / {b:6.2f}")
+    return [{**summarize(f"{label}, {len(res)} scoring sets", res, t), "scoring_sets": len(res),
+             "variant": f"mean ± std over {len(res)} disjoint scoring sets (the main one first)"}
+            for (label, t), res in results.items()]
 
 
 def iterative_variants(scorer: Any, batches: list, targets: tuple[float, ...], steps: tuple[int, ...],

@@ -43,7 +43,9 @@ def comb(model: nn.Module, example_inputs: ExampleInputs, *,
     """Trace one forward pass and return every group of coupled channels.
 
     Args:
-        model: any ``nn.Module``; it is not modified.
+        model: any ``nn.Module``. Its weights and modes are not modified; eval-mode
+            caches derived from weights (LeViT's attention biases) are dropped by
+            cycling ``train()``, so that the trace sees the weights, not a stale cache.
         example_inputs: a tensor, a tuple of positional args or a dict of kwargs.
         ignore: module names (as in ``named_modules()``) whose channels must stay.
     """

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["RowSketch", "DEFAULT_MAX_ROWS"]
+__all__ = ["DEFAULT_MAX_ROWS", "RowSketch"]
 
 #: rows kept exactly before sketching; 512 costs 2 KiB per channel (float32)
 DEFAULT_MAX_ROWS = 512

@@ -24,9 +24,8 @@ target.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
-from typing import Callable
 
 import torch
 

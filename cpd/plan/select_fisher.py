@@ -36,7 +36,7 @@ from torch import Tensor
 
 from cpd.groups.group import Group
 
-__all__ = ["fisher_order", "POOL"]
+__all__ = ["POOL", "fisher_order"]
 
 #: candidates whose rows of F are computed together (one matrix product)
 POOL = 256
