@@ -1,8 +1,8 @@
 """Data of the CamVid benchmark, decoded once and held in memory.
 
 Segmentation: every frame (240x180 in the shared copy) is resized once to ``size``
-(default 120x160, H x W; bilinear with antialiasing for images, nearest for labels).
-Training samples are random ``crop`` windows (default 96x128) with a random horizontal
+(default 90x120, H x W; bilinear with antialiasing for images, nearest for labels).
+Training samples are random ``crop`` windows (72x96 in the benchmark) with a random horizontal
 flip, cut from those frames: cheap tensor slicing instead of the per-sample kornia
 augmentation of ``cpd.data.CamVid``, which on two shared cores costs as much as a
 training step. Evaluation uses the whole resized test frames.
@@ -25,7 +25,7 @@ from criteria_data import PatchTensors, load_patches
 __all__ = ["FrameTensors", "load_frames", "PatchTensors", "load_patches"]
 
 
-def load_frames(root: str | Path, split: str, size: tuple[int, int] = (120, 160),
+def load_frames(root: str | Path, split: str, size: tuple[int, int] = (90, 120),
                 max_items: int | None = None) -> tuple[Tensor, Tensor]:
     """All frames of ``split`` as ``(N, 3, H, W)`` normalised float32 and ``(N, H, W)`` int64 labels."""
     ds = build_dataset("camvid", root, split, augment=False, max_items=max_items)

@@ -38,8 +38,11 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
         drop = base["metric"] - cpd["metric"]
         others = ", ".join(f"{m} {v:.2f}" for m, v in ran.items()) or "none ran"
         fail = f"; could not run: {', '.join(failed)}" if failed else ""
+        # the margin next to the seed spread says whether a win or loss is more than noise
+        stds = [r.get("metric_std") or 0.0 for r in by.values() if r.get("metric") is not None]
+        margin = f" (margin {cpd['metric'] - max(ran.values()):+.2f}, seed std up to {max(stds):.2f})" if ran else ""
         out.append(f"{model} ({task}): cpd {cpd['metric']:.2f} at {cpd['macs']:.3f} MACs vs {others}{fail} -> "
-                   f"beats every baseline that ran: {'yes' if beats else '**no**'}; "
+                   f"beats every baseline that ran: {'yes' if beats else '**no**'}{margin}; "
                    f"{'loss' if drop >= 0 else 'gain'} vs unpruned {abs(drop):.2f} points -> within "
                    f"{MAX_DROP:.0f}: {'yes' if drop <= MAX_DROP else '**no**'}.")
     return out

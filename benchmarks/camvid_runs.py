@@ -136,12 +136,6 @@ def make_row(model: str, task: str, method: str, base: Measured | None, got: Mea
     return row
 
 
-def _ignore(model: nn.Module, cfg: dict[str, Any]) -> tuple[str, ...]:
-    """Module names cpd must leave alone: those ending in one of ``cfg["cpd_ignore_suffixes"]``."""
-    suffixes = tuple(cfg.get("cpd_ignore_suffixes", ()))
-    return tuple(n for n, _ in model.named_modules() if suffixes and n.endswith(suffixes))
-
-
 Runner = Callable[..., tuple[nn.Module, Measured, dict[str, Any]]]
 
 
@@ -151,15 +145,14 @@ def _run_cpd(method: str, baseline: nn.Module, task: Task, train: Dataset, test:
     p = cfg["prune_steps"] * cfg["interval"]
     config = train_config(cfg, steps=p + cfg["ft_steps"], lr=cfg["ft_lr"], warmup=cfg["ft_warmup"], alpha=alpha,
                           seed=cfg["ft_seed"])
-    ignore = _ignore(baseline, cfg)
     res = run_cpd(copy.deepcopy(baseline), task, train, test, example, config=config, steps=cfg["prune_steps"],
                   interval=cfg["interval"], score_batches=cfg["score_batches"], latency_batch_sizes=(),
-                  macs=cfg["macs"], importance=cfg["importance"], max_ratio=cfg["cpd_max_ratio"], ignore=ignore)
+                  macs=cfg["macs"], importance=cfg["importance"], max_ratio=cfg["cpd_max_ratio"])
     history = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history]
     for h in history:
         log(f"    {method} pruning step: " + ", ".join(f"{k} {v}" for k, v in h.items()))
-    return res.model, res.pruned, {"alpha": alpha, "history": history, "ignored_modules": len(ignore),
-                                   "pruned_groups": len(res.plan.keep), "rolled_back": res.plan.meta.get("rolled_back")}
+    return res.model, res.pruned, {"alpha": alpha, "history": history, "pruned_groups": len(res.plan.keep),
+                                   "rolled_back": res.plan.meta.get("rolled_back")}
 
 
 def _run_tp(method: str, baseline: nn.Module, task: Task, train: Dataset, test: Dataset, example: torch.Tensor,

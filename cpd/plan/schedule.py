@@ -173,15 +173,18 @@ class IterativePruner:
         if self.reduce is not None:
             raw = self.reduce(raw)
         scores = {g: s.clone() for g, s in raw.items()}
-        # Channels already removed stay removed: rank them below everything else.
+        # Channels already removed stay removed: they score -inf, so every ranking puts
+        # them first and group means skip them (a finite "below the minimum" value
+        # depends on the scores' scale: with hessian scores > 1 it ranked removed
+        # channels among live ones, and the monotone fix-up below then removed more than
+        # the step's goal).
         for gid, kept in self.keep.items():
             if gid not in scores:
                 continue  # a fixed group (physical mode): not selectable
             s = scores[gid]
             gone = torch.ones(len(s), dtype=torch.bool)
             gone[kept] = False
-            floor = float(s[~gone].min()) if (~gone).any() else 0.0
-            s[gone] = floor - 1.0 - s[gone].abs()
+            s[gone] = float("-inf")
         return scores
 
     def step(self, model: nn.Module) -> dict[str, float]:

@@ -93,6 +93,9 @@ def ranking(groups: list[Group], scores: dict[int, torch.Tensor],
     to the mean cost: channels are ranked by importance per unit of cost saved, so a
     channel that is cheap to keep goes later than an equally important costly one.
     Non-positive costs count as 1 % of the mean (removing them saves ~nothing).
+
+    A score of ``-inf`` forces the channel to the front (the schedule marks channels
+    an earlier step removed this way); group means are over the finite scores.
     """
     rel: dict[int, float] = {}
     if cost is not None:
@@ -104,7 +107,8 @@ def ranking(groups: list[Group], scores: dict[int, torch.Tensor],
     rows: list[tuple[float, int, int]] = []
     for g in groups:
         s = scores[g.id].double()
-        mean = (float(s.abs().mean()) or 1.0) if by_group_mean else 1.0
+        live = s[torch.isfinite(s)]  # -inf marks channels an earlier step removed
+        mean = ((float(live.abs().mean()) if len(live) else 0.0) or 1.0) if by_group_mean else 1.0
         div = mean * rel.get(g.id, 1.0)
         rows += [(float(v) / div, g.id, c) for c, v in enumerate(s.tolist())]
     rows.sort()
