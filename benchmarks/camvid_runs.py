@@ -147,7 +147,8 @@ def _run_cpd(method: str, baseline: nn.Module, task: Task, train: Dataset, test:
                           seed=cfg["ft_seed"])
     res = run_cpd(copy.deepcopy(baseline), task, train, test, example, config=config, steps=cfg["prune_steps"],
                   interval=cfg["interval"], score_batches=cfg["score_batches"], latency_batch_sizes=(),
-                  macs=cfg["macs"], importance=cfg["importance"], max_ratio=cfg["cpd_max_ratio"])
+                  macs=cfg["macs"], importance=cfg["importance"], max_ratio=cfg["cpd_max_ratio"],
+                  cost=cfg.get("cpd_cost"))
     history = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history]
     for h in history:
         log(f"    {method} pruning step: " + ", ".join(f"{k} {v}" for k, v in h.items()))

@@ -13,7 +13,9 @@ Two measurements per model, both interleaved so that machine load hits both tool
   forward, which both tools need anyway), ``--cold`` processes per tool, alternating.
 
 Writes ``benchmarks/results/trace_time.json``: rows ``{"model", "tool", "mode",
-"median_s", "min_s", "runs"}``.
+"median_s", "min_s", "runs"}``; cpd's rows also say whether the comb rehearsed the
+pruning on fake tensors (``"rehearsed"``; it is skipped where it cannot change the
+groups, :mod:`cpd.groups.fast_path`).
 
     OMP_NUM_THREADS=1 python benchmarks/trace_time.py
 """
@@ -85,9 +87,19 @@ def cold(name: str, runs: int) -> dict[str, list[float]]:
     return out
 
 
-def rows(name: str, mode: str, times: dict[str, list[float]]) -> list[dict[str, Any]]:
+def rows(name: str, mode: str, times: dict[str, list[float]],
+         rehearsed: bool) -> list[dict[str, Any]]:
     return [{"model": name, "tool": t, "mode": mode, "median_s": round(statistics.median(v), 3),
-             "min_s": round(min(v), 3), "runs": len(v)} for t, v in times.items()]
+             "min_s": round(min(v), 3), "runs": len(v),
+             **({"rehearsed": rehearsed} if t == "cpd" else {})} for t, v in times.items()]
+
+
+def rehearses(name: str) -> bool:
+    """Whether cpd.comb rehearses the pruning of this model (see the module docstring)."""
+    import cpd
+
+    model, x = build(name)
+    return cpd.comb(model, x).checks.get("rounds", 0) > 0
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -107,8 +119,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = []
     for name in args.models.split(","):
-        out += rows(name, "warm", warm(name, args.repeats))
-        out += rows(name, "cold", cold(name, args.cold))
+        rehearsed = rehearses(name)
+        out += rows(name, "warm", warm(name, args.repeats), rehearsed)
+        out += rows(name, "cold", cold(name, args.cold), rehearsed)
         for r in out[-4:]:
             print(f"{r['model']:10s} {r['mode']:5s} {r['tool']:14s} median {r['median_s']:.3f} s  "
                   f"min {r['min_s']:.3f} s", flush=True)

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 from masking import masked, random_keep, randomize_bn
-from micro_zoo import (
+from micro_zoo import example
+from micro_zoo_hidden import (
     REHEARSED,
     CachedScale,
     ChecksWidth,
@@ -20,7 +21,6 @@ from micro_zoo import (
     HeadDimFromWidth,
     ReadsOtherShape,
     Strided,
-    example,
 )
 
 import cpd

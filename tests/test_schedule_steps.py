@@ -102,3 +102,60 @@ def test_removed_channels_rank_first_and_do_not_skew_group_means() -> None:
     # two groups interleave instead of all of g0 going first
     rest = [gid for gid, _ in order[3:13]]
     assert g1.id in rest and g0.id in rest
+
+
+class TwoScales(nn.Module):
+    """conv1 at full resolution, conv2 (stride 2) and conv3 at half: per-channel MACs differ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False)
+        self.conv3 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.head = nn.Conv2d(16, 4, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` -> ``(N, 4, H/2, W/2)``."""
+        return self.head(self.conv3(self.conv2(self.conv1(x)).relu()).relu())
+
+
+def test_channel_costs_are_the_macs_one_channel_saves() -> None:
+    from cpd.plan.schedule import IterativePruner
+
+    m, x = TwoScales().eval(), torch.randn(1, 3, 16, 16)
+    pruner = IterativePruner(m, x, macs=0.5, steps=2, importance="magnitude", cost="macs")
+    hw, hw2 = 16 * 16, 8 * 8
+    total = 16 * 3 * 9 * hw + 16 * 16 * 9 * hw2 * 2 + 4 * 16 * hw2
+    expect = {"conv1": 3 * 9 * hw + 16 * 9 * hw2,   # conv1's output + conv2's input slice
+              "conv2": 16 * 9 * hw2 + 16 * 9 * hw2,  # conv2's output + conv3's input slice
+              "conv3": 16 * 9 * hw2 + 4 * hw2}       # conv3's output + head's input slice
+    assert pruner.costs is not None
+    by_module = {}
+    for g in pruner.groups:
+        owner = next(mem.name.split(".")[0] for mem in g.params() if mem.dim == 0)
+        by_module[owner] = pruner.costs[g.id]
+    assert by_module == pytest.approx({k: v / total for k, v in expect.items()}, rel=1e-6)
+
+
+def test_cost_ranking_removes_the_costliest_channels_first() -> None:
+    from cpd.plan.schedule import IterativePruner
+
+    m, x = TwoScales().eval(), torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(0.1)  # every channel of a group scores alike: the cost decides
+    pruner = IterativePruner(m, x, macs=0.8, steps=1, importance="magnitude", cost="macs")
+    pruner.step(m)
+    assert pruner.costs is not None
+    costliest = max(pruner.costs, key=pruner.costs.__getitem__)
+    removed = {g: pruner.comb.group(g).size - len(k) for g, k in pruner.keep.items()}
+    assert max(removed, key=removed.__getitem__) == costliest
+
+
+def test_cost_needs_a_macs_or_params_target() -> None:
+    from cpd.plan.schedule import IterativePruner
+
+    with pytest.raises(ValueError, match="macs or params target"):
+        IterativePruner(TwoScales(), torch.randn(1, 3, 8, 8), ratio=0.5, cost="macs")
+    with pytest.raises(ValueError, match="cost must be"):
+        IterativePruner(TwoScales(), torch.randn(1, 3, 8, 8), macs=0.5, cost="latency")

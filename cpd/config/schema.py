@@ -157,6 +157,10 @@ class PruneSection:
     head_dim: bool = option(False, "also prune the per-head dimension of attention "
                             "(default: whole heads only)")
     max_ratio: float = option(0.95, "never remove more than this fraction of one group")
+    cost: str | None = option(None, "with a macs or params target: rank channels by importance "
+                              "per unit of this cost saved (macs or params), as the authors "
+                              "divide by the layer's activation count; null: importance "
+                              "relative to the channel's group")
     mode: str = option("mask", "mask: removed channels are held at zero and removed physically "
                        "after the last pruning step (as the paper does); physical: removed at "
                        "every pruning step, so later steps train a smaller model")
@@ -197,6 +201,10 @@ class PruneSection:
             _fail(f"prune.max_ratio must be in (0, 1], got {self.max_ratio}")
         if self.mode not in ("mask", "physical"):
             _fail(f"prune.mode must be mask or physical, got {self.mode!r}")
+        if self.cost not in (None, "macs", "params"):
+            _fail(f"prune.cost must be macs, params or null, got {self.cost!r}")
+        if self.cost is not None and kind not in ("macs", "params"):
+            _fail(f"prune.cost ranks against a macs or params target; set prune.cost=null for {kind}")
 
     def pruner_options(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~cpd.plan.schedule.IterativePruner` (via run_cpd)."""
@@ -205,7 +213,7 @@ class PruneSection:
                 "criterion_options": dict(self.criterion_options) or None,
                 "ignore": tuple(self.ignore), "round_to": self.round_to, "head_dim": self.head_dim,
                 "max_ratio": self.max_ratio, "latency_batch_size": self.latency_batch_size,
-                "latency_tol": self.latency_tol, "mode": self.mode}
+                "latency_tol": self.latency_tol, "mode": self.mode, "cost": self.cost}
 
 
 @dataclass

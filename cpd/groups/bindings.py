@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from cpd.apply.modules import has_fixer, traced_attrs
+from cpd.groups.model_scan import int_attrs, modules
 from cpd.groups.rules.registry import Binding
 from cpd.groups.space import Dim, Space, Tree
 
@@ -46,20 +47,6 @@ class AttrBinding:
         trees = [[Tree.from_json(t) for t in c] for c in d["trees"]]
         return AttrBinding(d["module"], d["attr"], trees, d["container"],
                            owner=d.get("owner", ""), index=int(d.get("index", -1)))
-
-
-def int_attrs(m: object) -> dict[str, object]:
-    """A module's (or config's) int and small int-tuple attributes (bools excluded)."""
-    out: dict[str, object] = {}
-    for k, v in vars(m).items():
-        if k.startswith("_") or isinstance(v, bool):
-            continue
-        if isinstance(v, int) and v > 1:
-            out[k] = v
-        elif (isinstance(v, (tuple, list)) and v and len(v) <= 8
-              and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
-            out[k] = v
-    return out
 
 
 def resolve_bindings(
@@ -109,7 +96,7 @@ def _match(
     relabel: dict[int, int] | None,
     consumed: dict[str, list[list[int]]],
 ) -> tuple[list[AttrBinding], list[tuple[Binding, int]]]:
-    mods = dict(model.named_modules())
+    mods = modules(model)
 
     def live(dim: list[int]) -> Tree | None:
         return _live_tree(space, dim, frozen, relabel)
@@ -158,13 +145,13 @@ def _match(
                             [d for v, d in zip(b.value, b.dims) if v not in own], b.required)
                     for b in lits]
             out += _config_bindings(name, m, free, live)
-            unmet += _unmet(lits, {**attrs, **_config_ints(m)}, live)
+            unmet += _unmet(lits, {**attrs, **config_ints(m)}, live)
         else:
             unmet += [(b, i) for b, i in _unmet(lits, attrs, live) if _traced(b, allowed, attrs)]
     return out, unmet
 
 
-def _config_ints(m: nn.Module) -> dict[str, object]:
+def config_ints(m: nn.Module) -> dict[str, object]:
     """Int attributes of a Hugging Face style ``config`` (prefixed), list elements flattened."""
     cfg = getattr(m, "config", None)
     if cfg is None or isinstance(cfg, nn.Module) or not hasattr(cfg, "__dict__"):

@@ -9,7 +9,9 @@ import torch.nn as nn
 
 import cpd.groups.rules  # noqa: F401 - fills the registry
 from cpd.groups.bindings import AttrBinding, resolve_bindings
+from cpd.groups.model_scan import modules, scanned
 from cpd.groups.comb_result import CombResult
+from cpd.groups.fast_path import rehearsal_needed
 from cpd.groups.group import Group, Member
 from cpd.groups.indexing import occurrences
 from cpd.groups.module_rules import apply_module_rules
@@ -24,7 +26,8 @@ _SILENT = {"kernel size"}
 
 
 def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = (),
-                 example_inputs: ExampleInputs | None = None) -> CombResult:
+                 example_inputs: ExampleInputs | None = None,
+                 rehearse: str = "auto") -> CombResult:
     """Run every recorded op through its rule and return the channel groups.
 
     Args:
@@ -33,7 +36,31 @@ def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = (),
         ignore: module names whose parameters must not be pruned.
         example_inputs: the inputs of the trace; given, the groups are checked by a
             rehearsal on fake tensors (:mod:`cpd.groups.repair`) and repaired.
+        rehearse: ``"auto"`` skips the rehearsal where it cannot change the groups
+            (:mod:`cpd.groups.fast_path`); ``"always"`` runs it whenever
+            ``example_inputs`` are given.
     """
+    if rehearse not in ("auto", "always"):
+        raise ValueError(f"rehearse must be 'auto' or 'always', got {rehearse!r}")
+    with scanned(model):
+        ctx, produced, snapshots = _walk(trace, model, ignore)
+        # Roles describe the traced structure: a head_dim the rehearsal freezes (a size
+        # derived from it, or tied to a frozen one) still makes its neighbour a head count.
+        sp = ctx.space
+        structural = _roles({n: [sp.tree(d) for d in ctx.dims(r)]
+                             for n, r in trace.params.items()}, set(sp._frozen_roots()))
+        checks: dict = {}
+        if example_inputs is not None:
+            checks = _check(ctx, trace, model, example_inputs, produced, snapshots, rehearse)
+        result = _resolve(ctx, trace, model, produced, structural)
+    result.checks = checks
+    return result
+
+
+def _walk(trace: Trace, model: nn.Module, ignore: tuple[str, ...],
+          ) -> tuple[Ctx, dict[str, list[list[int]]], list[list[list[Dim] | None]]]:
+    """Every op through its rule; the context, the dims each module produced, and per
+    op the dims its outputs had when it ran."""
     ctx = Ctx(Space())
     for ref in [*trace.params.values(), *trace.buffers.values()]:
         ctx.set(ref, ctx.fresh(ref.shape, None))
@@ -68,22 +95,27 @@ def build_groups(trace: Trace, model: nn.Module, ignore: tuple[str, ...] = (),
         names = ", ".join(sorted(ctx.unknown))
         warnings.warn(
             f"cpd: ops without a channel rule froze the channels they touch: {names}",
-            stacklevel=3,
+            stacklevel=4,
         )
-    checks: dict = {}
-    # Roles describe the traced structure: a head_dim the rehearsal freezes (a size
-    # derived from it, or tied to a frozen one) still makes its neighbour a head count.
-    sp = ctx.space
-    structural = _roles({n: [sp.tree(d) for d in ctx.dims(r)] for n, r in trace.params.items()},
-                        set(sp._frozen_roots()))
-    if example_inputs is not None:
-        try:
-            checks = check(ctx, trace, model, example_inputs, produced, snapshots)
-        except Exception as e:  # noqa: BLE001 - the check must never break comb
-            checks = {"skipped": f"{type(e).__name__}: {e}"[:300]}
-    result = _resolve(ctx, trace, model, produced, structural)
-    result.checks = checks
-    return result
+    return ctx, produced, snapshots
+
+
+def _check(ctx: Ctx, trace: Trace, model: nn.Module, example_inputs: ExampleInputs,
+           produced: dict, snapshots: list, rehearse: str) -> dict:
+    """Rehearse and repair (:func:`cpd.groups.repair.check`) unless ``rehearse`` is
+    ``"auto"`` and no rehearsal can change the groups; the summary either way."""
+    try:
+        why = (rehearsal_needed(ctx, trace, model, modules(model)) if rehearse == "auto"
+               else "asked for")
+        if why is None:
+            return {"rounds": 0, "clean": True, "fixes": [], "ops": len(trace.records),
+                    "rehearsal": "not needed: no prunable size is held by an attribute "
+                                 "or passed to an op by model code"}
+        checks = check(ctx, trace, model, example_inputs, produced, snapshots)
+        checks["rehearsal"] = why
+        return checks
+    except Exception as e:  # noqa: BLE001 - the check must never break comb
+        return {"skipped": f"{type(e).__name__}: {e}"[:300]}
 
 
 def _note_inputs(ctx: Ctx, args: Args, module: str, maker: dict[int, str],
@@ -114,7 +146,7 @@ def _unknown(ctx: Ctx, args: Args, name: str) -> None:
 
 
 def _freeze_ignored(ctx: Ctx, trace: Trace, model: nn.Module, ignore: tuple[str, ...]) -> None:
-    names = dict(model.named_modules())
+    names = modules(model)
     for mod in ignore:
         if mod not in names:
             raise ValueError(f"ignore entry {mod!r} is not a module of the model; "

@@ -20,7 +20,8 @@ class CombResult:
         bindings: integer module attributes that follow group sizes.
         unknown_ops: ops without a channel rule (their channels were frozen).
         output_shapes: shapes of the model's output tensors on the example input.
-        checks: summary of the rehearsal that checked the groups (rounds, fixes).
+        checks: summary of the rehearsal that checked the groups (rounds, fixes);
+            ``rehearsal`` says why it ran, or that it was not needed (rounds 0).
     """
 
     groups: list[Group]

@@ -28,7 +28,8 @@ import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
 from cpd.apply.modules import has_fixer, traced_attrs
-from cpd.groups.bindings import AttrBinding, ForcedKey, int_attrs
+from cpd.groups.bindings import AttrBinding, ForcedKey
+from cpd.groups.model_scan import int_attrs, modules
 from cpd.groups.hypothesis import Hypothesis, distinct, old_size, same_dim
 from cpd.groups.replay import Findings
 from cpd.groups.rules.registry import Binding, Ctx
@@ -41,7 +42,7 @@ def repair(ctx: Ctx, trace: Trace, model: nn.Module, found: Findings, hyp: Hypot
     """Diagnose every finding on the state the rehearsal ran with, then act:
     constructive fixes (bindings, ties) first; freezes only in a round that found
     nothing else, since a stale size may just be downstream of a missing binding."""
-    mods = dict(model.named_modules())
+    mods = modules(model)
     fx = _Fixer(ctx, trace, hyp)
     for s in found.stale:
         _repair_stale(fx, s.binding, s.elem, s.actual, mods, bindings)

@@ -56,8 +56,12 @@ def fake_copy(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> nn.Module
         if id(t) in memo:
             continue
         f = torch.empty(shapes.get(name, tuple(t.shape)), dtype=t.dtype)
-        memo[id(t)] = nn.Parameter(f, requires_grad=t.requires_grad) if isinstance(
-            t, nn.Parameter) else f
+        if isinstance(t, nn.Parameter):
+            # What nn.Parameter(f) does for a tensor subclass, minus its detach(): a
+            # dispatched op per parameter, and f is a fresh leaf already.
+            f.requires_grad_(t.requires_grad)
+            f._is_param = True  # type: ignore[attr-defined]
+        memo[id(t)] = f
     # Outside the fake mode: other tensors the modules hold (caches) copy as real ones.
     with _no_fake_mode():
         return copy.deepcopy(model, memo)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from cpd.groups.bindings import AttrBinding, resolve_bindings
+from cpd.groups.model_scan import modules
 from cpd.groups.diagnose import repair
 from cpd.groups.hypothesis import Hypothesis
 from cpd.groups.indexing import new_size
@@ -150,7 +151,7 @@ def _probe_shared(ctx: Ctx, runs: _Rehearsals, model: nn.Module,
     for (module, _), attrs in seen.items():
         for attr in attrs if len(attrs) > 1 else []:
             shared.setdefault(attr, []).append(module)
-    mods = dict(model.named_modules())
+    mods = modules(model)
     notes: list[str] = []
     for attr, where in shared.items():
 

@@ -159,6 +159,13 @@ class Replay(TorchDispatchMode):
 
     def _conform(self, j: int, rec: OpRecord, out: Any, args: tuple) -> Any:
         """``out`` with every tensor of the wrong shape replaced by the predicted one."""
+        if isinstance(out, torch.Tensor) and isinstance(rec.out, TensorRef):
+            # One tensor out (most ops): no pytree round trip.
+            want = self.expect(j, 0, rec.out)
+            if tuple(out.shape) == want:
+                return out
+            self.found.mismatched.append((j, 0, tuple(out.shape), want))
+            return torch.empty(want, dtype=out.dtype)
         refs, _ = tree_flatten(rec.out)
         if out is None:  # the op failed: rebuild its outputs from the trace
             dtype = next((a.dtype for a in tree_flatten(args)[0] if isinstance(a, torch.Tensor)),

@@ -44,3 +44,17 @@ class Measurer:
     def __call__(self, keep: dict[int, list[int]]) -> float:
         pm = apply_plan(self.model, Plan.from_comb(self.comb, keep))
         return self._value(pm, self.inputs) / self.base
+
+
+def channel_costs(measure: "Measurer", groups: list) -> dict[int, float]:
+    """Group id -> fraction of the original cost that removing one of its channels saves.
+
+    One measurement per group (the group minus its last channel), so the cost of a
+    channel includes every member it takes along (the next layer's input slice too).
+    """
+    out: dict[int, float] = {}
+    for g in groups:
+        if g.size < 2:
+            continue
+        out[g.id] = max(0.0, 1.0 - measure({g.id: list(range(g.size - 1))}))
+    return out

@@ -57,7 +57,7 @@ from cpd.apply.mask import removed_positions, zero_channels
 from cpd.apply.verify import apply_checked
 from cpd.inputs import ExampleInputs
 from cpd.plan.latency_search import DEFAULT_TOL, check_latency_args
-from cpd.plan.measure import Measurer
+from cpd.plan.measure import Measurer, channel_costs
 from cpd.plan.physical import PhysicalState, check_mode
 from cpd.plan.plan import Plan
 from cpd.plan.schedule_latency import ScheduleLatency
@@ -82,6 +82,11 @@ class IterativePruner:
             ``"physical"`` (remove them in place at every :meth:`step`); see the module
             docstring. Physical mode with a latency target keeps a copy of ``model``
             to time candidates against.
+        cost: with a ``macs`` or ``params`` target, ``"macs"`` or ``"params"`` ranks
+            channels by importance per unit of that cost saved (each group-normalised
+            score divided by its group's relative cost per channel, measured once on
+            the dense model), as the authors divide by the layer's activation count.
+            ``None`` (default): importance relative to the group's mean alone.
     """
 
     def __init__(
@@ -91,7 +96,7 @@ class IterativePruner:
         latency_tol: float = DEFAULT_TOL, steps: int = 1,
         importance: str = "hessian", criterion_options: dict[str, Any] | None = None,
         head_dim: bool = False, round_to: int | None = None, max_ratio: float = 0.95,
-        ignore: tuple[str, ...] = (), mode: str = "mask",
+        ignore: tuple[str, ...] = (), mode: str = "mask", cost: str | None = None,
     ) -> None:
         api._check_args(ratio, macs, params, latency)
         check_latency_args(None, latency_batch_size, latency_tol)
@@ -122,6 +127,7 @@ class IterativePruner:
                          if self.kind in ("macs", "params") else None)
         if self._physical and self._measure is not None and self._measure.model is model:
             self._measure.model = copy.deepcopy(model)  # it fell back from meta to the model
+        self.costs = self._channel_costs(model, cost)
         self._latency = (ScheduleLatency(model, example_inputs, self.comb, self.groups,
                                          batch_size=latency_batch_size, round_to=round_to,
                                          max_ratio=max_ratio, target=self.target,
@@ -130,6 +136,18 @@ class IterativePruner:
         # Hook applied to the scores before each step; distributed training sets it to
         # an all-reduce so that every rank removes the same channels.
         self.reduce: Callable[[dict[int, torch.Tensor]], dict[int, torch.Tensor]] | None = None
+
+    def _channel_costs(self, model: nn.Module, cost: str | None) -> dict[int, float] | None:
+        """What removing one channel of each group saves (fraction of the original)."""
+        if cost is None:
+            return None
+        if cost not in ("macs", "params"):
+            raise ValueError(f"cost must be 'macs', 'params' or None, got {cost!r}")
+        if self.kind not in ("macs", "params"):
+            raise ValueError(f"cost={cost!r} ranks against a macs or params target, not {self.kind}")
+        measure = self._measure if cost == self.kind else Measurer(model, self.example_inputs, self.comb, cost)
+        assert measure is not None
+        return channel_costs(measure, self.groups)
 
     @property
     def done(self) -> bool:
@@ -215,7 +233,7 @@ class IterativePruner:
             goal = 1.0 - (1.0 - self.target) * frac
             assert measure is not None
             keep, achieved = select_global(groups, scores, measure, goal,
-                                           self.round_to, self.max_ratio)
+                                           self.round_to, self.max_ratio, cost=self.costs)
         keep.update(held)
         chosen = {g: list(k) for g, k in keep.items() if len(k) < self.comb.group(g).size}
         # Never bring back a channel removed earlier (selection is monotone).

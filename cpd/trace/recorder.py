@@ -9,6 +9,11 @@ every submodule tell which module was running when each op executed.
 Tensors in the record are replaced by :class:`TensorRef` (a stable id and a
 shape), so that a :class:`Trace` is plain data that later stages can walk
 without holding the activations.
+
+Only shapes and integer arguments are recorded, so by default the arithmetic of
+convolutions, matmuls and attention on activations is skipped
+(:mod:`cpd.trace.shape_only`): the record is the one a fully computed forward
+gives, at a small fraction of its cost.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._pytree import tree_flatten
 
 from cpd.inputs import ExampleInputs, call_model, check_example_inputs
+from cpd.trace.shape_only import SHAPE_ONLY, NeedsValues, reads_values, run_for_shape
 
 
 @dataclass(frozen=True)
@@ -59,13 +65,21 @@ class Trace:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, known: dict[int, torch.Tensor]) -> None:
+    def __init__(self, known: dict[int, torch.Tensor], shape_only: bool = False) -> None:
         super().__init__()
         self.records: list[OpRecord] = []
         self.module_stack: list[str] = [""]
         self._tids: dict[int, TensorRef] = {}  # id(tensor) -> its ref, while it is alive
         self._watch: dict[int, weakref.ref] = {}
         self._next = 0
+        # (ref, tensor) of every tensor _conv met since it was last cleared
+        self._read: list[tuple[TensorRef, torch.Tensor]] = []
+        self.needed_values = False  # a NeedsValues was raised (the model may catch it)
+        # Shape-only tracing (cpd.trace.shape_only): tids computed from the model's
+        # inputs, and tids whose values are zeros because an op was run for its shape.
+        self.shape_only = shape_only
+        self.derived: set[int] = set()
+        self.zeroed: set[int] = set()
         for t in known.values():  # params, buffers, inputs: the caller keeps them alive
             self.ref(t)
 
@@ -107,7 +121,9 @@ class _Recorder(TorchDispatchMode):
         flatten/unflatten was a third of the tracer's own time.
         """
         if isinstance(x, torch.Tensor):
-            return self.ref(x)
+            r = self.ref(x)
+            self._read.append((r, x))
+            return r
         if isinstance(x, list):
             return [self._conv(v) for v in x]
         if isinstance(x, tuple):  # also torch.return_types (max.dim, sort, ...)
@@ -118,13 +134,34 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         # Refs for inputs are taken before the call so that an in-place op keeps
         # its tid and a fresh output gets a new one.
+        self._read = []
         rargs = self._conv(tuple(args))
         rkwargs = {k: self._conv(v) for k, v in kwargs.items()}
-        out = func(*args, **kwargs)
-        self.records.append(
-            OpRecord(func, rargs, rkwargs, self._conv(out), self.module_stack[-1])
-        )
+        read = self._read
+        derived = any(r.tid in self.derived for r, _ in read)
+        zeroed = any(r.tid in self.zeroed for r, _ in read)
+        out = None
+        if zeroed and reads_values(func, [t for r, t in read if r.tid in self.zeroed]):
+            self.needed_values = True
+            raise NeedsValues(func)
+        if derived and self.shape_only and func in SHAPE_ONLY:
+            out = run_for_shape(func, args, kwargs)
+            zeroed = zeroed or out is not None
+        if out is None:
+            out = func(*args, **kwargs)
+        self._read = []
+        rout = self._conv(out)
+        if derived:
+            self.derived.update(r.tid for r, _ in self._read)
+        if zeroed:
+            self.zeroed.update(r.tid for r, _ in self._read)
+        self._read = []
+        self.records.append(OpRecord(func, rargs, rkwargs, rout, self.module_stack[-1]))
         return out
+
+    def alive_zeroed(self) -> bool:
+        """Whether a tensor whose values were skipped is still alive (kept by the model)."""
+        return any(r.tid in self.zeroed for r in self._tids.values())
 
 
 def _hook_modules(model: nn.Module, rec: _Recorder) -> list[Any]:
@@ -149,30 +186,49 @@ def _hook_modules(model: nn.Module, rec: _Recorder) -> list[Any]:
             register_module_forward_hook(post, always_call=True)]
 
 
-def trace(model: nn.Module, example_inputs: ExampleInputs) -> Trace:
+def trace(model: nn.Module, example_inputs: ExampleInputs, *,
+          shape_only: bool = True) -> Trace:
     """Run ``model`` once on ``example_inputs`` and record every aten op.
 
-    The model runs in eval mode under ``no_grad`` (its mode is restored), so the
-    trace does not touch BatchNorm statistics or dropout masks.
+    The model runs in eval mode under ``no_grad`` (each module's mode is restored),
+    so the trace does not touch BatchNorm statistics or dropout masks. With
+    ``shape_only`` (the default) convolutions, matmuls and attention on tensors
+    computed from the inputs run for their shapes only
+    (:mod:`cpd.trace.shape_only`); where the model needs their values the trace
+    is redone with every op computed, so the record is the same either way.
 
     Raises:
         RuntimeError: the model cannot run on the example inputs (the message
             carries the model's own error).
     """
     check_example_inputs(example_inputs)
+    if shape_only:
+        got = _trace(model, example_inputs, shape_only=True)
+        if got is not None:
+            return got
+    got = _trace(model, example_inputs, shape_only=False)
+    assert got is not None  # only a shape-only trace is ever redone
+    return got
+
+
+def _trace(model: nn.Module, example_inputs: ExampleInputs, shape_only: bool) -> Trace | None:
+    """One traced forward; None when a shape-only trace must be redone with values."""
     params = dict(model.named_parameters(remove_duplicate=False))
     buffers = dict(model.named_buffers(remove_duplicate=False))
     known = {id(t): t for t in [*params.values(), *buffers.values()]}
     in_leaves = [x for x in tree_flatten(example_inputs)[0] if isinstance(x, torch.Tensor)]
-    rec = _Recorder(known)
+    rec = _Recorder(known, shape_only)
     in_refs = [rec.ref(x) for x in in_leaves]
-    was_training = model.training
+    rec.derived.update(r.tid for r in in_refs)
+    modes = [(m, m.training) for m in model.modules()]
     handles = _hook_modules(model, rec)
     model.eval()
     try:
         with torch.no_grad(), rec:
             out = call_model(model, example_inputs)
     except Exception as e:  # noqa: BLE001 - re-raised with context
+        if rec.needed_values or rec.zeroed:  # zeros may be what failed: retry with values
+            return None
         raise RuntimeError(
             f"the model failed on the example inputs ({type(e).__name__}: {e}); "
             "check the input shape, dtype and whether it takes pixel_values= as a keyword"
@@ -180,9 +236,13 @@ def trace(model: nn.Module, example_inputs: ExampleInputs) -> Trace:
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        for m, was in modes:
+            m.training = was
+        rec._read = []
+    if rec.needed_values:  # the model caught NeedsValues and went on: not a faithful run
+        return None
     out_leaves = [x for x in _output_leaves(out) if isinstance(x, torch.Tensor)]
-    return Trace(
+    got = Trace(
         records=rec.records,
         inputs=in_refs,
         outputs=[rec.ref(x) for x in out_leaves],
@@ -190,6 +250,10 @@ def trace(model: nn.Module, example_inputs: ExampleInputs) -> Trace:
         buffers={n: rec.ref(b) for n, b in buffers.items()},
         output_shapes=[tuple(x.shape) for x in out_leaves],
     )
+    del out, out_leaves
+    # The model kept a tensor holding zeros (a cache, an attribute it reads later):
+    # run again with values, so that what it keeps is real.
+    return None if rec.zeroed and rec.alive_zeroed() else got
 
 
 def _output_leaves(out: Any) -> list[Any]:
