@@ -36,3 +36,16 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
             mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=gen) * 0.1)
             mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=gen) + 0.5)
     return model
+
+
+def built(cls: type) -> nn.Module:
+    """A micro-zoo model (seed 0, random BatchNorm statistics, eval mode) after one
+    forward on ``micro_zoo.example()``, as users call comb on a model that has run
+    (it fills CachedScale's cache)."""
+    from micro_zoo import example
+
+    torch.manual_seed(0)
+    m = randomize_bn(cls()).eval()
+    with torch.no_grad():
+        m(example())
+    return m

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from masking import randomize_bn
+from masking import built
 from micro_zoo import Head, Norms, Residual, Transposed, example
 from micro_zoo_hidden import (
     ChecksWidth,
@@ -22,14 +22,6 @@ from micro_zoo_hidden import (
 import cpd
 from cpd.groups.build import build_groups
 from cpd.trace.recorder import trace
-
-
-def _build(cls: type) -> nn.Module:
-    torch.manual_seed(0)
-    m = randomize_bn(cls()).eval()
-    with torch.no_grad():
-        m(example())
-    return m
 
 
 def _groups(m: nn.Module, rehearse: str | None) -> tuple[dict, dict]:
@@ -47,7 +39,7 @@ def _groups(m: nn.Module, rehearse: str | None) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("cls", [Residual, Transposed, Norms], ids=lambda c: c.__name__)
 def test_plain_cnn_skips_the_rehearsal(cls: type) -> None:
-    m = _build(cls)
+    m = built(cls)
     fast, checks = _groups(m, "auto")
     full, full_checks = _groups(m, "always")
     assert checks["rounds"] == 0 and checks["rehearsal"].startswith("not needed"), checks
@@ -60,7 +52,7 @@ def test_plain_cnn_skips_the_rehearsal(cls: type) -> None:
 def test_hidden_coupling_is_rehearsed(cls: type) -> None:
     """Models whose couplings only the rehearsal sees keep it, with the same result;
     for all but CrossAttention (a module rule settles it) skipping would be wrong."""
-    m = _build(cls)
+    m = built(cls)
     fast, checks = _groups(m, "auto")
     full, _ = _groups(m, "always")
     assert checks["rounds"] >= 1 and not checks["rehearsal"].startswith("not needed"), checks
@@ -96,12 +88,12 @@ def test_overridden_library_forward_is_rehearsed() -> None:
 
 
 def test_comb_reports_the_skip() -> None:
-    m, x = _build(Residual), example()
+    m, x = built(Residual), example()
     assert cpd.comb(m, x).checks["rehearsal"].startswith("not needed")
-    assert cpd.comb(_build(ReadsOtherShape), x).checks["rounds"] >= 1
+    assert cpd.comb(built(ReadsOtherShape), x).checks["rounds"] >= 1
 
 
 def test_bad_rehearse_value() -> None:
-    m, x = _build(Residual), example()
+    m, x = built(Residual), example()
     with pytest.raises(ValueError, match="rehearse must be"):
         build_groups(trace(m, x), m, (), x, rehearse="sometimes")

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
-from masking import masked, random_keep, randomize_bn
+from masking import built, masked, random_keep
 from micro_zoo import example
 from micro_zoo_hidden import (
     REHEARSED,
@@ -29,14 +29,6 @@ from cpd.groups.comb_result import CombResult
 from cpd.plan.plan import Plan
 
 
-def _build(cls: type) -> nn.Module:
-    torch.manual_seed(0)
-    m = randomize_bn(cls()).eval()
-    with torch.no_grad():
-        m(example())  # a forward before comb, as users do (fills CachedScale's cache)
-    return m
-
-
 def _member(comb: CombResult, name: str, dim: int) -> int:
     return next(g.id for g in comb.groups for mm in g.members if (mm.name, mm.dim) == (name, dim))
 
@@ -47,7 +39,7 @@ def test_pruned_equals_masked(cls: type, seed: int) -> None:
     """Random kept subsets in every group: no group is rolled back and the pruned
     model computes what the dense model computes with those channels zeroed.
     (MultiheadAttention rescales by the pruned head_dim, so only its heads vary.)"""
-    m, x = _build(cls), example()
+    m, x = built(cls), example()
     comb = cpd.comb(m, x)
     assert comb.unknown_ops == {} and comb.checks["clean"], comb.checks
     keep = random_keep(comb, random.Random(seed), head_dim=cls is not CrossAttention)
@@ -59,7 +51,7 @@ def test_pruned_equals_masked(cls: type, seed: int) -> None:
 def test_size_read_from_another_tensor_ties_the_dims() -> None:
     """C = x.shape[-1] reshapes the conv output and the heads' output: both follow
     the block width, so removing a head removes its block of the width."""
-    m, x = _build(ReadsOtherShape), example()
+    m, x = built(ReadsOtherShape), example()
     comb = cpd.comb(m, x)
     assert any("read from another dim" in f for f in comb.checks["fixes"])
     heads = _member(comb, "q.weight", 0)
@@ -74,7 +66,7 @@ def test_size_read_from_another_tensor_ties_the_dims() -> None:
 def test_derived_size_freezes_its_source() -> None:
     """split([kd, kd, ratio * kd]): v's head size follows key_dim times a constant, so
     both head dims stay; whole heads still go."""
-    m, x = _build(DerivedHeadDim), example()
+    m, x = built(DerivedHeadDim), example()
     comb = cpd.comb(m, x)
     frozen = [g for g in comb.groups if not g.prunable and any("derived" in r for r in g.reasons)]
     assert sorted(g.size for g in frozen) == [4, 8]  # key_dim and ratio * key_dim
@@ -87,14 +79,14 @@ def test_derived_size_freezes_its_source() -> None:
 def test_attribute_follows_the_dims_its_derived_size_needs() -> None:
     """head_dim = embed_dim // num_heads: embed_dim follows the heads' width, not the
     block width it also equals."""
-    m, x = _build(HeadDimFromWidth), example()
+    m, x = built(HeadDimFromWidth), example()
     res = cpd.prune(m, x, ratio=0.5)
     assert res.rolled_back == [] and res.model.num_heads == 2
     assert res.model.embed_dim == 2 * 4 and res.model.q.out_features == 8
 
 
 def test_attribute_checked_by_the_model_follows_its_input() -> None:
-    m, x = _build(ChecksWidth), example()
+    m, x = built(ChecksWidth), example()
     res = cpd.prune(m, x, ratio=0.5)
     assert res.rolled_back == [] and res.params[1] < res.params[0]
     assert res.model.b.num_channels == res.model.a.conv.out_channels == 4
@@ -104,7 +96,7 @@ def test_attribute_checked_by_the_model_follows_its_input() -> None:
 def test_multihead_attention_python_path() -> None:
     """query != key (learned probe) and kdim/vdim != embed_dim: the query width is
     heads x head_dim, heads prune on both modules and their sizes stay consistent."""
-    m, x = _build(CrossAttention), example()
+    m, x = built(CrossAttention), example()
     comb = cpd.comb(m, x)
     assert comb.group(_member(comb, "pool.in_proj_weight", 1)).role == "heads"
     assert comb.group(_member(comb, "cross.k_proj_weight", 1)).size == 6  # kdim: its own
@@ -116,10 +108,10 @@ def test_multihead_attention_python_path() -> None:
 
 
 def test_as_strided_and_fold_map_channels() -> None:
-    m, x = _build(Strided), example()
+    m, x = built(Strided), example()
     comb = cpd.comb(m, x)
     assert _member(comb, "a.weight", 0) == _member(comb, "lin.weight", 1)
-    m, x = _build(FoldUnfold), example()
+    m, x = built(FoldUnfold), example()
     comb = cpd.comb(m, x)
     assert _member(comb, "a.0.weight", 0) == _member(comb, "mix.weight", 1)
     assert _member(comb, "mix.weight", 0) == _member(comb, "b.0.weight", 1)
@@ -144,7 +136,7 @@ def test_as_strided_that_is_not_a_view_freezes() -> None:
 
 def test_stale_cache_is_dropped() -> None:
     """The cached tensor neither hides the weight from the trace nor survives pruning."""
-    m, x = _build(CachedScale), example()
+    m, x = built(CachedScale), example()
     assert m.cache  # filled by the forward in _build
     comb = cpd.comb(m, x)
     assert _member(comb, "scale", 0) == _member(comb, "a.weight", 0)
@@ -157,7 +149,7 @@ def test_checks_round_trip_and_no_inputs_no_rehearsal() -> None:
     from cpd.groups.build import build_groups
     from cpd.trace.recorder import trace
 
-    m, x = _build(ReadsOtherShape), example()
+    m, x = built(ReadsOtherShape), example()
     comb = cpd.comb(m, x)
     back = CombResult.from_json(comb.to_json())
     assert back.checks == comb.checks and back.checks["rounds"] >= 1
