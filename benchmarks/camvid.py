@@ -324,12 +324,13 @@ NOTES: list[str] = [
     "49.77 +- 0.12; ranking by importance per MAC saved (`cost=\"macs\"`) 49.12, scoring all 25 batches of "
     "an interval 48.56, both 47.50. An earlier val sweep found `alpha` (0.5 vs 0.8), the KD temperature (1 vs "
     "2) and `ft_steps` (300 vs 600) within about one point.",
-    "Noise: single fine-tuning seeds differ by up to 2.5 mIoU, and the ranking of the methods moved between "
-    "runs. An earlier run with 2000-step segmentation baselines (otherwise the same settings, median-based "
-    "latency) gave mIoU seg-cnn 35.52 unpruned, cpd 34.57, cpd-no-kd 35.14, tp-magnitude 33.04, tp-taylor "
-    "34.63; segformer 25.58 unpruned, cpd 25.13, cpd-no-kd 23.54, tp-magnitude 27.47, tp-taylor 24.43. A "
-    "compressed model beating the unpruned one means the baseline was still improving: the 400 extra steps "
-    "are worth more than the pruning costs (SegFormer gained 5 mIoU from 2000 to 3000 baseline steps).",
+    "Baselines: with 3000-step segmentation baselines (seg-cnn 35.54, segformer 30.68 mIoU) the previous run "
+    "of this protocol gave seg-cnn cpd 34.85, cpd-no-kd 34.77, tp-magnitude 35.74, tp-taylor 36.63 and segformer "
+    "cpd 30.18, cpd-no-kd 30.37, tp-magnitude 32.39, tp-taylor 29.56: compressed models beat the unpruned ones, "
+    "so the baselines were still improving and a teacher that weak holds distillation back. They now train "
+    "6000 (seg-cnn, 36.96) and 8000 steps (segformer, 34.35); with the stronger teachers distillation adds "
+    "2.0 (seg-cnn) and 0.9 (segformer) mIoU over cpd-no-kd. Single fine-tuning seeds differ by up to 2.5 mIoU "
+    "on the val split.",
     "Library fix in this run (`cpd_rev=2`): earlier cpd rows overshot the MACs target (0.46 instead of 0.50 "
     "for cls-cnn) because channels removed at an earlier step were ranked at `min(live) - 1`, which is above "
     "live channels of other groups when hessian scores exceed 1; they now rank `-inf`.",
