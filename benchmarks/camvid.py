@@ -320,9 +320,9 @@ NOTES: list[str] = [
     "cpd settings: `importance=\"hessian\"` (per-sample), `max_ratio=0.5` (no group loses more than half its "
     "channels), 10 pruning steps 10 optimizer steps apart (many small steps, as the authors prune). Chosen on "
     "the CamVid val split with seg-cnn only, 4 fine-tuning seeds each, before this run (val mIoU, unpruned "
-    "51.25; tp-taylor 50.48 +- 0.80): 4 steps x 25 gave 49.54 +- 0.91 (single seeds 48.70-51.10), 10 x 10 gave "
+    "51.25; tp-taylor 50.48 +- 0.80): 4 steps x 25 gave 49.54 +- 0.93 (single seeds 48.70-51.10), 10 x 10 gave "
     "49.77 +- 0.12; ranking by importance per MAC saved (`cost=\"macs\"`) 49.12, scoring all 25 batches of "
-    "an interval 48.56, both 47.50. An earlier val sweep found `alpha` (0.5 vs 0.8), the KD temperature (1 vs "
+    "an interval 48.56, both 47.50 (rows in `camvid_val_sweep.json`). An earlier val sweep found `alpha` (0.5 vs 0.8), the KD temperature (1 vs "
     "2) and `ft_steps` (300 vs 600) within about one point.",
     "Baselines: with 3000-step segmentation baselines (seg-cnn 35.54, segformer 30.68 mIoU) the previous run "
     "of this protocol gave seg-cnn cpd 34.85, cpd-no-kd 34.77, tp-magnitude 35.74, tp-taylor 36.63 and segformer "

@@ -9,11 +9,11 @@ import torch.nn as nn
 
 import cpd.groups.rules  # noqa: F401 - fills the registry
 from cpd.groups.bindings import AttrBinding, resolve_bindings
-from cpd.groups.model_scan import modules, scanned
 from cpd.groups.comb_result import CombResult
 from cpd.groups.fast_path import rehearsal_needed
 from cpd.groups.group import Group, Member
 from cpd.groups.indexing import occurrences
+from cpd.groups.model_scan import modules, scanned
 from cpd.groups.module_rules import apply_module_rules
 from cpd.groups.repair import check, settle
 from cpd.groups.rules.registry import RULES, Args, Ctx

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from cpd.apply.apply import apply_plan
 from cpd.groups.comb_result import CombResult
+from cpd.groups.group import Group
 from cpd.inputs import ExampleInputs, to_device
 from cpd.plan.plan import Plan
 from cpd.report.counting import count, count_params
@@ -46,7 +47,7 @@ class Measurer:
         return self._value(pm, self.inputs) / self.base
 
 
-def channel_costs(measure: "Measurer", groups: list) -> dict[int, float]:
+def channel_costs(measure: Measurer, groups: list[Group]) -> dict[int, float]:
     """Group id -> fraction of the original cost that removing one of its channels saves.
 
     One measurement per group (the group minus its last channel), so the cost of a
