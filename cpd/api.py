@@ -30,6 +30,7 @@ from cpd.plan.measure import Measurer
 from cpd.plan.hessian_rows import HessianRows
 from cpd.plan.plan import Plan
 from cpd.plan.select import ranking, select_global, select_uniform
+from cpd.plan.select_uniform import check_allocation, select_uniform_to
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
 from cpd.trace.gc_pause import gc_paused
@@ -133,6 +134,7 @@ def prune(
     batches: int | None = None,
     steps: int = 1,
     mode: str = "mask",
+    allocation: str = "global",
     recalibrate: bool = True,
     inplace: bool = False,
 ) -> PruneResult:
@@ -183,6 +185,9 @@ def prune(
     _check_args(ratio, macs, params, latency)
     check_latency_args(None, latency_batch_size, latency_tol)
     check_mode(mode)
+    kind = next(k for k, v in {"ratio": ratio, "macs": macs, "params": params, "latency": latency}.items()
+                if v is not None)
+    check_allocation(allocation, kind, None)
     if steps > 1:
         return _prune_iterative(model, example_inputs, ratio=ratio, macs=macs, params=params,
                                 latency=latency, latency_batch_size=latency_batch_size,
@@ -191,13 +196,13 @@ def prune(
                                 ignore=tuple(ignore), round_to=round_to,
                                 head_dim=head_dim, max_ratio=max_ratio, data=data,
                                 loss_fn=loss_fn, batches=batches, steps=steps, inplace=inplace,
-                                recalibrate=recalibrate, mode=mode)
+                                recalibrate=recalibrate, mode=mode, allocation=allocation)
     t0 = time.perf_counter()
     result = comb(model, example_inputs, ignore=ignore)
     t1 = time.perf_counter()
     groups = result.prunable(head_dim=head_dim)
     scores, rows = _scores(model, groups, importance, data, loss_fn, batches, criterion_options,
-                           rows=macs is not None or params is not None)
+                           rows=kind in ("macs", "params") and allocation == "global")
     base_macs, base_params = count(model, example_inputs)
     lat: LatencySetup | None = None
     if ratio is not None:
@@ -212,10 +217,12 @@ def prune(
                                       tol=latency_tol, round_to=round_to, max_ratio=max_ratio)
         target = {"target_latency": latency}
     else:
-        kind = "macs" if macs is not None else "params"
         goal = float(macs if macs is not None else params)  # type: ignore[arg-type]
         m = Measurer(model, example_inputs, result, kind)
-        keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio, rows=rows)
+        if allocation == "uniform":
+            keep, _, _ = select_uniform_to(groups, scores, m, goal, round_to, max_ratio)
+        else:
+            keep, _ = select_global(groups, scores, m, goal, round_to, max_ratio, rows=rows)
         target = {f"target_{kind}": goal}
     plan = Plan.from_comb(result, keep, importance=importance, **target)
     if lat is not None and inplace:

@@ -26,7 +26,7 @@ def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("command,flags", [
     ("comb", ["--input-shape", "--json", "--all", "--ignore"]),
     ("prune", ["--ratio", "--macs", "--params", "--latency", "--latency-batch-size", "--latency-tol",
-               "--threads", "--importance", "--ignore", "--round-to", "--head-dim",
+               "--threads", "--importance", "--ignore", "--round-to", "--allocation", "--head-dim",
                "--data", "--batches", "--batch-size", "--out", "--json"]),
     ("run", ["--set", "--out", "--example", "--check", "--threads"]),
     ("eval", ["--data", "--split", "--task", "--batch-size", "--limit", "--threads", "--json"]),
@@ -65,6 +65,16 @@ def test_prune_with_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert plan["meta"]["importance"] == "taylor"
 
 
+def test_prune_uniform_allocation(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["prune", CNN, "--macs", "0.6", "--allocation", "uniform", "--json", "--out", str(tmp_path / "m")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["macs"][1] <= 0.6 * summary["macs"][0]
+    plan = json.loads((tmp_path / "m" / "plan.json").read_text())
+    # tiny_cnn: groups of 8 and 16 channels; uniform removes the same fraction of both
+    removed = {g: 1 - len(k) / plan["sizes"][g] for g, k in plan["keep"].items()}
+    assert len(removed) == 2 and max(removed.values()) - min(removed.values()) <= 1 / 8
+
+
 def test_comb_json_and_ignore(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["comb", CNN, "--json", "--ignore", "block.0"]) == 0
     groups = json.loads(capsys.readouterr().out)["groups"]
@@ -84,6 +94,8 @@ def test_comb_json_and_ignore(capsys: pytest.CaptureFixture[str]) -> None:
     (["prune", CNN, "--ratio", "0.3", "--macs", "0.5"], 2, "not allowed with argument"),
     (["prune", CNN, "--ratio", "0.3", "--ignore", "nope"], 2, "'nope' is not a module"),
     (["prune", CNN, "--ratio", "0.3", "--round-to", "0"], 2, "expected a positive integer"),
+    (["prune", CNN, "--ratio", "0.3", "--allocation", "uniform"], 2, "searches a macs or params target"),
+    (["prune", CNN, "--macs", "0.5", "--allocation", "even"], 2, "invalid choice: 'even'"),
     (["bench", CNN, "--batch-sizes", "1,0"], 2, "expected a positive integer, got '0'"),
     (["bench", CNN, "--threads", "two"], 2, "argument --threads"),
     (["export", CNN], 2, "required: --out"),

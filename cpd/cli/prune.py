@@ -67,6 +67,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="module names whose channels must stay (comma-separated)")
     p.add_argument("--round-to", type=positive_int, metavar="N",
                    help="kept channel counts are multiples of N")
+    p.add_argument("--allocation", choices=("global", "uniform"), default="global",
+                   help="with --macs/--params: rank all channels together (global, default) or "
+                        "remove the same fraction from every layer (uniform)")
     p.add_argument("--head-dim", action="store_true",
                    help="also prune the per-head dimension of attention (default: whole heads only)")
     p.add_argument("--data", metavar="NAME[:ROOT]",
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                        latency_batch_size=args.latency_batch_size or 1,
                        latency_tol=args.latency_tol if args.latency_tol is not None else DEFAULT_TOL,
                        importance=args.importance, ignore=args.ignore,
-                       round_to=args.round_to, head_dim=args.head_dim, data=data, loss_fn=loss_fn,
+                       round_to=args.round_to, head_dim=args.head_dim, allocation=args.allocation,
+                       data=data, loss_fn=loss_fn,
                        batches=args.batches if data is not None else None, inplace=True)
     prunable = len(result.comb.prunable(head_dim=args.head_dim))
     summary = {

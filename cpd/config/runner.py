@@ -48,8 +48,8 @@ def _pretrain_config(config: RunConfig) -> Any:
     """Training before pruning: the train section's optimizer settings, task loss only."""
     p = config.pretrain
     return dataclasses.replace(config.train, max_steps=p.steps, lr=p.lr, warmup_steps=p.warmup_steps,
-                               alpha=0.0, temperature=None, out_dir=None, resume=False,
-                               eval_every=0, save_every=0)
+                               alpha=0.0, temperature=None, feature_layers=[], out_dir=None,
+                               resume=False, eval_every=0, save_every=0)
 
 
 def _check_budget(config: RunConfig, train_len: int) -> None:

@@ -161,6 +161,10 @@ class PruneSection:
                               "per unit of this cost saved (macs or params), as the authors "
                               "divide by the layer's activation count; null: importance "
                               "relative to the channel's group")
+    allocation: str = option("global", "with a macs or params target: global ranks the channels "
+                             "of all groups together (scores decide how much each layer loses); "
+                             "uniform removes the same fraction from every group, the smallest "
+                             "that meets the target")
     mode: str = option("mask", "mask: removed channels are held at zero and removed physically "
                        "after the last pruning step (as the paper does); physical: removed at "
                        "every pruning step, so later steps train a smaller model")
@@ -176,6 +180,7 @@ class PruneSection:
 
     def check(self) -> None:
         from cpd.plan.latency_search import check_latency_args
+        from cpd.plan.select_uniform import check_allocation
         from cpd.scores import available
 
         kind, value = self.target()
@@ -205,6 +210,10 @@ class PruneSection:
             _fail(f"prune.cost must be macs, params or null, got {self.cost!r}")
         if self.cost is not None and kind not in ("macs", "params"):
             _fail(f"prune.cost ranks against a macs or params target; set prune.cost=null for {kind}")
+        try:
+            check_allocation(self.allocation, kind, self.cost)
+        except ValueError as e:
+            _fail(f"prune.{e}")
 
     def pruner_options(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~cpd.plan.schedule.IterativePruner` (via run_cpd)."""
@@ -213,7 +222,8 @@ class PruneSection:
                 "criterion_options": dict(self.criterion_options) or None,
                 "ignore": tuple(self.ignore), "round_to": self.round_to, "head_dim": self.head_dim,
                 "max_ratio": self.max_ratio, "latency_batch_size": self.latency_batch_size,
-                "latency_tol": self.latency_tol, "mode": self.mode, "cost": self.cost}
+                "latency_tol": self.latency_tol, "mode": self.mode, "cost": self.cost,
+                "allocation": self.allocation}
 
 
 @dataclass

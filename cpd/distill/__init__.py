@@ -1,6 +1,13 @@
 """Distill: losses that train the pruned student to mimic the unpruned teacher."""
 
-from cpd.distill.feature_kd import feature_kd_loss
+from cpd.distill.feature_axes import (
+    FeatureAxis,
+    feature_axis,
+    kept_channels,
+    register_feature_axis,
+)
+from cpd.distill.feature_kd import feature_kd_loss, mean_feature_kd
+from cpd.distill.feature_taps import FeatureTaps, check_feature_layers, first_tensor
 from cpd.distill.logit_kd import LogitKD, kl_per_sample, logit_kd_loss
 from cpd.distill.loss import DistillLoss, FeaturePair, KDFn, TaskLossFn
 from cpd.distill.mix import mix_losses
@@ -8,14 +15,22 @@ from cpd.distill.pixel_kd import PixelKD, pixel_kd_loss
 
 __all__ = [
     "DistillLoss",
+    "FeatureAxis",
     "FeaturePair",
+    "FeatureTaps",
     "KDFn",
     "LogitKD",
     "PixelKD",
     "TaskLossFn",
+    "check_feature_layers",
+    "feature_axis",
     "feature_kd_loss",
+    "first_tensor",
+    "kept_channels",
     "kl_per_sample",
     "logit_kd_loss",
+    "mean_feature_kd",
     "mix_losses",
     "pixel_kd_loss",
+    "register_feature_axis",
 ]

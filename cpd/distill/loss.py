@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from cpd.distill.feature_kd import feature_kd_loss
+from cpd.distill.feature_kd import FeaturePair, add_feature_term
 from cpd.distill.mix import mix_losses
 from cpd.tasks.outputs import logits_of
 
@@ -18,8 +17,6 @@ __all__ = ["DistillLoss", "FeaturePair", "KDFn", "TaskLossFn"]
 KDFn = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 #: ``task_loss(student_logits, targets) -> scalar``, e.g. cross-entropy.
 TaskLossFn = Callable[[Tensor, Tensor], Tensor]
-#: ``(student_feature, teacher_feature, kept_channel_indices_or_None)``.
-FeaturePair = tuple[Tensor, Tensor, "Tensor | Sequence[int] | None"]
 
 
 class DistillLoss(nn.Module):
@@ -78,8 +75,9 @@ class DistillLoss(nn.Module):
             teacher_outputs: the teacher's output, computed under no_grad in eval mode.
             targets: labels ``(B,)`` or ``(B, H, W)``; with ``None`` (or no ``task_loss``)
                 the task term is dropped and the KD term gets full weight.
-            features: optional ``(student_feat, teacher_feat, kept)`` triples for
-                :func:`~cpd.distill.feature_kd_loss`.
+            features: optional ``(student_feat, teacher_feat, kept[, dim])`` tuples for
+                :func:`~cpd.distill.feature_kd_loss` (``dim`` defaults to 1), e.g.
+                :meth:`cpd.distill.FeatureTaps.pairs`; their mean is the feature term.
 
         Returns:
             ``(total, parts)``: the scalar loss to backpropagate, and a dict of floats with
@@ -96,11 +94,7 @@ class DistillLoss(nn.Module):
             total = mix_losses(kd, task, self.alpha)
         else:
             total = kd
-        if features:
-            feat = torch.stack([feature_kd_loss(s, t, kept) for s, t, kept in features]).mean()
-            parts["feature"] = float(feat.detach())
-            if self.feature_weight > 0:
-                total = total + self.feature_weight * feat
+        total = add_feature_term(total, features, self.feature_weight, parts)
         parts["total"] = float(total.detach())
         return total, parts
 

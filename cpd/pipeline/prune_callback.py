@@ -15,6 +15,10 @@ trainer's own loss (KD + task). Two modes (the same channels for the same scores
   channels starts afresh; parameters whose shape did not change keep theirs (see
   :func:`cpd.train.optim.transfer_state`).
 
+Feature KD: when the trainer taps layers (``TrainConfig.feature_layers``), every
+pruning step (and the final removal, and a resume) tells its taps which teacher
+channels each tapped layer kept, so the student is compared with the right ones.
+
 Checkpoints store the cumulative keep-set (original index space); on resume in
 physical mode the pruned architecture is rebuilt from ``base`` plus that plan, so
 the checkpoint's weights load into it.
@@ -29,6 +33,7 @@ import torch
 from torch import nn
 
 from cpd.apply.apply import apply_plan
+from cpd.distill.feature_axes import kept_channels
 from cpd.inputs import evaluating
 from cpd.plan.physical import check_mode
 from cpd.plan.plan import Plan
@@ -105,9 +110,17 @@ class PruneDuringTraining(Callback):
             if self.pruner.done:
                 self.result = self.pruner.finalize(model, inplace=self.mode == "physical")
         if not self.pruner.done:
+            self._sync_taps(trainer, self.pruner.plan())
             return model if self.mode == "physical" else None
-        self.plan = self.result.plan
+        self.plan = self.result.plan  # without the groups that verification rolled back
+        self._sync_taps(trainer, self.plan)
         return self.result.model
+
+    def _sync_taps(self, trainer: Any, plan: Plan) -> None:
+        """Tell the trainer's feature taps (if any) the teacher channels kept under ``plan``."""
+        taps = getattr(trainer, "feature_taps", None)
+        if taps is not None:
+            taps.set_kept(kept_channels(plan, self.base, taps.layers))
 
     def on_step_end(self, trainer: Any, step: int) -> None:
         if self.plan is None and self.pruner is not None:
@@ -125,6 +138,7 @@ class PruneDuringTraining(Callback):
     def on_resume(self, trainer: Any, extra: dict[str, Any]) -> nn.Module | None:
         if "plan" in extra:
             self.plan = Plan.from_json(extra["plan"])
+            self._sync_taps(trainer, self.plan)
             return apply_plan(self.base, self.plan)
         # trainer.model is the original architecture here (the trainer was built with it)
         self.pruner = self._make(trainer.model)
@@ -138,4 +152,5 @@ class PruneDuringTraining(Callback):
             model = apply_plan(trainer.model, Plan.from_comb(self.pruner.comb, keep))
         self.pruner.restore(keep, int(extra["step_index"]), list(extra["history"]),
                             model=model, rolled_back=rolled_back)
+        self._sync_taps(trainer, self.pruner.plan())
         return model

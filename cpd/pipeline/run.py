@@ -1,6 +1,7 @@
 """``run_cpd``: comb, prune with distillation, fine-tune with distillation, measure.
 
-The original model is the frozen teacher throughout. Pruning runs inside the
+The original model is the frozen teacher throughout (logit KD, and feature KD on
+``config.feature_layers`` when set). Pruning runs inside the
 training loop (:class:`~cpd.pipeline.prune_callback.PruneDuringTraining`): scores come
 from the KD + task loss, channels are masked step by step and removed physically
 at the last pruning step; the remaining budget fine-tunes the smaller model with
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cpd.distill.feature_taps import check_feature_layers
 from cpd.inputs import batch_like
 from cpd.pipeline.prune_callback import PruneDuringTraining
 from cpd.plan.plan import Plan
@@ -85,8 +87,10 @@ def run_cpd(
         task: classification or segmentation (:func:`cpd.tasks.build_task`).
         train, val: datasets of ``(input, target)``.
         example_inputs: one input batch (batch 1) for tracing and counting.
-        config: the training budget (``max_steps`` covers pruning and fine-tuning)
-            and the distillation weight ``alpha`` (0 disables distillation).
+        config: the training budget (``max_steps`` covers pruning and fine-tuning),
+            the distillation weight ``alpha`` (0 disables logit KD) and optional feature
+            KD (``feature_layers``: module names of ``model``, ``feature_weight``),
+            compared at the channels each pruning step keeps.
         steps, interval, start: pruning schedule in optimizer steps.
         score_batches: batches scored before each pruning step (default: all of the
             interval).
@@ -103,6 +107,8 @@ def run_cpd(
     if total is not None and total < last:
         raise ValueError(f"max_steps={total} ends before the last pruning step ({last}); "
                          "raise max_steps or lower steps/interval")
+    if config.feature_layers:  # a typo should fail before the baseline is measured
+        check_feature_layers(model, config.feature_layers)
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -116,7 +122,7 @@ def run_cpd(
                              score_batches=score_batches, evaluate_fn=metric_of, **prune)
     student = copy.deepcopy(model)
     trainer = Trainer(student, task, train, val, config=config,
-                      teacher=teacher if config.alpha > 0 else None, callbacks=[cb])
+                      teacher=teacher if config.alpha > 0 or config.feature_layers else None, callbacks=[cb])
     trainer.fit()
     if cb.plan is None:
         raise RuntimeError("training ended before the pruning schedule finished")

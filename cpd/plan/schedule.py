@@ -62,6 +62,7 @@ from cpd.plan.physical import PhysicalState, check_mode
 from cpd.plan.plan import Plan
 from cpd.plan.schedule_latency import ScheduleLatency
 from cpd.plan.select import Keep, select_global, select_uniform
+from cpd.plan.select_uniform import check_allocation, select_uniform_to
 from cpd.report.counting import count
 from cpd.scores.registry import get_criterion
 
@@ -87,6 +88,11 @@ class IterativePruner:
             score divided by its group's relative cost per channel, measured once on
             the dense model), as the authors divide by the layer's activation count.
             ``None`` (default): importance relative to the group's mean alone.
+        allocation: with a ``macs`` or ``params`` target, ``"global"`` (default) ranks
+            the channels of all groups together, so scores decide how much each group
+            loses; ``"uniform"`` removes the same fraction from every group, the
+            smallest that meets the step's goal, and scores pick the channels within
+            each group (:mod:`cpd.plan.select_uniform`).
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class IterativePruner:
         importance: str = "hessian", criterion_options: dict[str, Any] | None = None,
         head_dim: bool = False, round_to: int | None = None, max_ratio: float = 0.95,
         ignore: tuple[str, ...] = (), mode: str = "mask", cost: str | None = None,
+        allocation: str = "global",
     ) -> None:
         api._check_args(ratio, macs, params, latency)
         check_latency_args(None, latency_batch_size, latency_tol)
@@ -106,6 +113,7 @@ class IterativePruner:
         given = {"ratio": ratio, "macs": macs, "params": params, "latency": latency}
         self.kind = next(k for k, v in given.items() if v is not None)
         self.target = float(given[self.kind])  # type: ignore[arg-type]
+        self.allocation = check_allocation(allocation, self.kind, cost)
         self.latency_tol = latency_tol
         self.steps, self.round_to, self.max_ratio = steps, round_to, max_ratio
         self.example_inputs = example_inputs
@@ -232,8 +240,12 @@ class IterativePruner:
         else:
             goal = 1.0 - (1.0 - self.target) * frac
             assert measure is not None
-            keep, achieved = select_global(groups, scores, measure, goal,
-                                           self.round_to, self.max_ratio, cost=self.costs)
+            if self.allocation == "uniform":
+                keep, achieved, _ = select_uniform_to(groups, scores, measure, goal,
+                                                      self.round_to, self.max_ratio)
+            else:
+                keep, achieved = select_global(groups, scores, measure, goal,
+                                               self.round_to, self.max_ratio, cost=self.costs)
         keep.update(held)
         chosen = {g: list(k) for g, k in keep.items() if len(k) < self.comb.group(g).size}
         # Never bring back a channel removed earlier (selection is monotone).

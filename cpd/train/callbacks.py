@@ -98,10 +98,11 @@ class Callback:
             step: the index of this optimizer step (``trainer.step`` before it ends).
             inputs: the batch's model inputs, on the device (tensor, tuple or dict).
             targets: ``(labels, teacher_logits)``: the labels ``(B,)`` / ``(B, H, W)`` and
-                the teacher's logits ``(B, C)`` / ``(B, C, h, w)`` (``None`` when
-                ``alpha == 0``). Both have a leading batch dimension, so a per-sample
-                criterion can slice them: ``crit.accumulate(trainer.model, inputs,
-                targets, loss_fn)`` scores with the exact training objective.
+                the teacher's logits ``(B, C)`` / ``(B, C, h, w)`` (``None`` without a
+                teacher: ``alpha == 0`` and no ``feature_layers``; with ``alpha == 0``
+                ``loss_fn`` ignores them). Both have a leading batch dimension, so a
+                per-sample criterion can slice them: ``crit.accumulate(trainer.model,
+                inputs, targets, loss_fn)`` scores with the exact training objective.
             loss_fn: ``loss_fn(student_outputs, targets) -> scalar``, the training loss.
 
         Returns:

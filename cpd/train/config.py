@@ -8,7 +8,7 @@ command-line flags one to one.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["TrainConfig"]
@@ -25,6 +25,11 @@ class TrainConfig:
     Length of training: ``max_steps`` when set, else ``epochs`` full passes over the
     training loader (``drop_last=True``, so an epoch is ``len(dataset) // (batch_size *
     world_size)`` optimizer steps).
+
+    Loss: ``alpha * KD + (1 - alpha) * task`` plus, when ``feature_layers`` is set,
+    ``feature_weight * `` the mean feature MSE over those layers (see
+    :class:`cpd.train.objective.Objective`). A teacher is needed when ``alpha > 0`` or
+    ``feature_layers`` is set.
     """
 
     epochs: int = 1  # full passes over the training set; ignored when max_steps is set
@@ -48,14 +53,20 @@ class TrainConfig:
     seed: int = 0  # seeds python/numpy/torch (plus rank) and the sampler's shuffling
     num_workers: int = 0  # DataLoader worker processes (exact resume needs 0 or per-sample-deterministic data)
     out_dir: str | None = None  # run folder: log.jsonl, config.json, checkpoints/; None writes nothing
-    alpha: float = 0.5  # weight of the KD term; 0 = plain task loss (no teacher needed)
+    alpha: float = 0.5  # weight of the KD term; 0 = plain task loss (no teacher needed, unless feature_layers)
     temperature: float | None = None  # KD temperature; None: the task's default
+    feature_layers: list[str] = field(default_factory=list)  # feature KD: teacher module names (convs, linears, norms) matched by MSE at the kept channels; needs a teacher; []: off
+    feature_weight: float = 1.0  # weight of the feature KD term (mean MSE over feature_layers), added to the alpha mix
     resume: bool = False  # continue from the newest checkpoint in out_dir/checkpoints if one exists
 
     def __post_init__(self) -> None:
         self.optimizer = self.optimizer.lower()
         self.schedule = self.schedule.lower()
         self.amp = (self.amp or "none").lower()
+        if isinstance(self.feature_layers, str):  # a lone name would iterate as characters
+            raise ValueError(f"TrainConfig: feature_layers must be a list of module names, got the string "
+                             f"{self.feature_layers!r}; write [{self.feature_layers!r}]")
+        self.feature_layers = list(self.feature_layers)
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
@@ -67,6 +78,11 @@ class TrainConfig:
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be positive or None, got {self.grad_clip}"),
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}"),
+            (self.feature_weight >= 0, f"feature_weight must be >= 0, got {self.feature_weight}"),
+            (all(isinstance(n, str) and n for n in self.feature_layers),
+             f"feature_layers must be non-empty module names, got {self.feature_layers}"),
+            (len(set(self.feature_layers)) == len(self.feature_layers),
+             f"feature_layers lists a module twice: {self.feature_layers}"),
             (min(self.eval_every, self.save_every) >= 0, "eval_every and save_every must be >= 0"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),

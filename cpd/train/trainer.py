@@ -21,7 +21,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from cpd.distill.mix import mix_losses
 from cpd.inputs import call_model, to_device
 from cpd.report.atomic import atomic_path
 from cpd.tasks.outputs import logits_of
@@ -34,6 +33,7 @@ from cpd.train.distributed import DistInfo, init_distributed, unwrap, wrap_ddp
 from cpd.train.evaluate import evaluate
 from cpd.train.loaders import eval_loader, train_loader
 from cpd.train.log import JsonLinesLog, progress_bar
+from cpd.train.objective import Objective
 from cpd.train.optim import (
     build_optimizer,
     clip_gradients,
@@ -53,10 +53,10 @@ BatchLoss = Callable[[Any, tuple[Any, "Tensor | None"]], Tensor]
 class Trainer:
     """Fine-tune ``model`` on ``train_data``, distilling from ``teacher``.
 
-    Loss: ``task.distill_loss(alpha, temperature)`` on the student's and the teacher's
-    outputs; with ``config.alpha == 0`` the plain task loss (``teacher`` may be None).
-    The teacher is moved to the device, frozen and kept in eval mode; its outputs are
-    computed under ``torch.no_grad``.
+    Loss (:class:`~cpd.train.objective.Objective`): ``task.distill_loss(alpha, temperature)``
+    on the student's and the teacher's outputs (the plain task loss with ``alpha == 0``),
+    plus feature KD on ``config.feature_layers`` when set. The teacher is moved to the
+    device, frozen and kept in eval mode; its outputs are computed under ``torch.no_grad``.
 
     Args:
         model: the student (any ``nn.Module`` whose forward takes the batch's inputs).
@@ -66,7 +66,7 @@ class Trainer:
         val_data: evaluated every ``config.eval_every`` steps and at the end; selects the
             best checkpoint by ``task.primary_metric`` (higher is better).
         config: the hyper-parameters.
-        teacher: the frozen teacher (needed when ``config.alpha > 0``).
+        teacher: the frozen teacher (needed when ``config.alpha > 0`` or ``config.feature_layers``).
         callbacks: hooks, called in order (see :class:`~cpd.train.Callback`).
         collate_fn: passed to the DataLoaders.
         device: default ``cuda:LOCAL_RANK`` if CUDA is available, else the CPU.
@@ -75,6 +75,8 @@ class Trainer:
         step: optimizer steps completed (the schedule position).
         epoch, batch_in_epoch: the data position (the resume point).
         best: ``{"metric": name, "value": float | None, "step": int | None}``.
+        feature_taps: the :class:`~cpd.distill.FeatureTaps` of ``config.feature_layers``
+            (None without); a pruning callback tells them the kept channels.
         should_stop: set it to True (e.g. in a callback) to stop after the current step,
             with a final evaluation and checkpoint.
     """
@@ -92,14 +94,13 @@ class Trainer:
         collate_fn: Callable[[list[Any]], Any] | None = None,
         device: str | torch.device | None = None,
     ) -> None:
-        if config.alpha > 0 and teacher is None:
-            raise ValueError(f"alpha={config.alpha} distils from a teacher, but teacher is None; pass teacher= or alpha=0")
+        self.objective = Objective(task, config, teacher)  # raises if a needed teacher is missing
         self.config, self.task, self.callbacks = config, task, list(callbacks)
         self.info: DistInfo = init_distributed(device)
         self.device = self.info.device
         seed_everything(config.seed + self.info.rank)  # ranks differ in dropout / augmentation draws
-        self.distill = task.distill_loss(config.alpha, config.temperature) if config.alpha > 0 else None
-        self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None and config.alpha > 0 else None
+        self.teacher = self.objective.teacher.to(self.device) if self.objective.teacher is not None else None
+        self.feature_taps = self.objective.taps  # kept channels are set by a pruning callback
         self.loader, self.sampler = train_loader(train_data, config, self.info, collate_fn)
         self.val_loader = eval_loader(val_data, config, self.info, collate_fn) if val_data is not None else None
         self.steps_per_epoch = len(self.loader)
@@ -144,30 +145,18 @@ class Trainer:
             else WarmupSchedule(self.optimizer, base_lr=c.lr, total_steps=self.total_steps, warmup_steps=c.warmup_steps,
                                 schedule=c.schedule, min_lr=c.min_lr, power=c.poly_power, step=self.step)
         )
+        self.objective.attach(model)  # feature taps follow the student
         self.ddp_model = wrap_ddp(model, self.info)
 
     # ----------------------------------------------------------------- the loss
     def loss_and_parts(self, outputs: Any, targets: tuple[Any, Tensor | None]) -> tuple[Tensor, dict[str, float]]:
-        """The training loss of ``outputs`` against ``(labels, teacher_logits)``, and its parts."""
-        labels, teacher_logits = targets
-        if self.distill is None or teacher_logits is None:
-            loss = self.task.loss(outputs, labels)
-            return loss, {"task": float(loss.detach()), "total": float(loss.detach())}
-        return self.distill(outputs, teacher_logits, labels)
+        """The training loss of ``outputs`` against ``(labels, teacher_logits)``, and its parts
+        (see :class:`~cpd.train.objective.Objective`; feature KD needs the step's capture)."""
+        return self.objective.loss_and_parts(outputs, targets)
 
     def loss_fn(self, outputs: Any, targets: tuple[Any, Tensor | None]) -> Tensor:
-        """:data:`BatchLoss`: the scalar training loss (what pruning criteria differentiate).
-
-        The same value as ``loss_and_parts(...)[0]``, computed without the float() calls
-        that log the parts: those are ``.item()`` syncs, which ``torch.func.vmap`` (used
-        by per-sample criteria) cannot trace.
-        """
-        labels, teacher_logits = targets
-        if self.distill is None or teacher_logits is None:
-            return self.task.loss(outputs, labels)
-        student = logits_of(outputs)
-        kd = self.distill.kd(student, teacher_logits, labels)
-        return mix_losses(kd, self.distill.task_loss(student, labels), self.distill.alpha)
+        """:data:`BatchLoss`: what pruning criteria differentiate (KD + task, no feature term)."""
+        return self.objective.loss_fn(outputs, targets)
 
     # ----------------------------------------------------------------- one step
     def train_step(self, inputs: Any, labels: Any) -> dict[str, float]:
@@ -175,7 +164,7 @@ class Trainer:
         assert self.optimizer is not None and self.schedule is not None
         inputs, labels = to_device(inputs, self.device), to_device(labels, self.device)
         teacher_logits = None
-        with autocast(self.device, self.config.amp):
+        with autocast(self.device, self.config.amp), self.objective.capturing():  # feature taps record here
             if self.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = logits_of(call_model(self.teacher, inputs)).detach()
