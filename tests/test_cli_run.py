@@ -118,4 +118,7 @@ def test_budget_and_classes_are_checked_before_training(capsys: pytest.CaptureFi
     assert "end before the last pruning step" in capsys.readouterr().err
     assert main([*base, "--set", "model.source=py:cpd.pipeline.demo:demo_cnn?num_classes=3"]) == 2
     assert "the model predicts 3 classes but data digits has 10" in capsys.readouterr().err
+    # a mistyped feature layer fails before the (pre)training, with the closest names
+    assert main([*base, "--set", "pretrain.steps=200", "--set", 'train.feature_layers=["6.body.44"]']) == 2
+    assert "train.feature_layers: '6.body.44' is not a module" in capsys.readouterr().err
     assert not (tmp_path / "o" / "run").exists()

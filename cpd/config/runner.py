@@ -102,6 +102,7 @@ def run_config(config: RunConfig, *, console: Console | None = None) -> dict[str
     from cpd.pipeline.run import run_cpd
     from cpd.report.atomic import atomic_path
     from cpd.train.rng import seed_everything
+    from cpd.distill.feature_taps import check_feature_layers
     from cpd.train.trainer import Trainer
 
     console = console or Console()
@@ -126,6 +127,10 @@ def run_config(config: RunConfig, *, console: Console | None = None) -> dict[str
                          f"{len(val_set)} {d.val_split}); task: {task.name}"))  # type: ignore[arg-type]
 
     model = loaded.model
+    try:  # a mistyped layer name fails now, not after pretraining
+        check_feature_layers(model, config.train.feature_layers)
+    except ValueError as e:
+        raise ConfigError(f"train.{e}") from None
     if config.pretrain.steps > 0:
         console.print(f"pretrain: {config.pretrain.steps} steps on the task loss")
         fit = Trainer(model, task, train_set, val_set, config=_pretrain_config(config)).fit()
