@@ -22,6 +22,8 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/camvid.py                  # everything (~50-65 min, 2 shared cores)
     OMP_NUM_THREADS=1 python benchmarks/camvid.py --models seg-cnn --set alpha=0.7
+    OMP_NUM_THREADS=1 python benchmarks/camvid.py --models seg-cnn,segformer --set macs=0.25 \
+        --set cpd_max_ratio=0.8 --out-dir /tmp/cv25   # the 25 % rows (saved as camvid_macs25.*)
     OMP_NUM_THREADS=1 python benchmarks/camvid.py --quick --out-dir /tmp/cv   # smoke run (tiny, ~1 min)
 
 Each finished (model, method) row is cached in ``--cache-dir`` (with the trained
@@ -291,7 +293,8 @@ def current_rows(args: argparse.Namespace, cache: Cache) -> list[dict[str, Any]]
             r = cache.get(name, method, fp)
             if r is not None:
                 rows.append(r)
-    return rows
+    compressed = {r["model"] for r in rows if r["method"] != "baseline"}
+    return [r for r in rows if r["model"] in compressed]  # a model with only its baseline row is not a result
 
 
 def write_outputs(args: argparse.Namespace, cache: Cache) -> list[dict[str, Any]]:
@@ -304,8 +307,10 @@ def write_outputs(args: argparse.Namespace, cache: Cache) -> list[dict[str, Any]
     seconds = sum(r.get("seconds") or 0.0 for r in rows)
     setup = _setup_lines(rows, args)
     command = "OMP_NUM_THREADS=1 python benchmarks/camvid.py" + (" --quick" if args.quick else "")
+    command += f" --models {args.models}" if args.models else ""
     command += "".join(f" --set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in args.overrides.items())
-    info = {"setup": setup, "command": command, "minutes": seconds / 60, "notes": NOTES}
+    target = model_config(rows[0]["model"], args)["macs"]
+    info = {"setup": setup, "command": command, "minutes": seconds / 60, "notes": NOTES, "target": target}
     with atomic_path(out / "camvid.md") as tmp:
         tmp.write_text(camvid_report.markdown(rows, info))
     camvid_report.plot(rows, out / "camvid.png")

@@ -54,7 +54,8 @@ def _fmt(v: Any, spec: str) -> str:
 
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results page: setup, one table per task, verdicts, failures, how to reproduce."""
-    lines = ["# CamVid benchmark: Comb-Prune-Distill against baselines at 50 % MACs", "", *info["setup"], ""]
+    target = info.get("target", 0.5)
+    lines = [f"# CamVid benchmark: Comb-Prune-Distill against baselines at {target:.0%} MACs", "", *info["setup"], ""]
     for task in dict.fromkeys(r["task"] for r in rows):
         trows = [r for r in rows if r["task"] == task]
         label = METRIC_LABEL.get(trows[0].get("metric_name", ""), "metric")
