@@ -20,7 +20,7 @@ and params as fractions of the unpruned model, and 1-thread CPU latency at batch
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/camvid.py                  # everything (~50-65 min, 2 shared cores)
+    OMP_NUM_THREADS=1 python benchmarks/camvid.py                  # everything (~150 min of compute incl. baselines)
     OMP_NUM_THREADS=1 python benchmarks/camvid.py --models seg-cnn --set alpha=0.7
     OMP_NUM_THREADS=1 python benchmarks/camvid.py --models seg-cnn,segformer --set macs=0.25 \
         --set cpd_max_ratio=0.8 --out-dir /tmp/cv25   # the 25 % rows (saved as camvid_macs25.*)
