@@ -78,7 +78,8 @@ class PruneResult:
 
 
 def _check_args(ratio: float | None, macs: float | None, params: float | None,
-                latency: float | None = None) -> None:
+                latency: float | None = None) -> str:
+    """Check the targets; returns the name of the one that is set."""
     given = [n for n, v in (("ratio", ratio), ("macs", macs), ("params", params),
                             ("latency", latency)) if v is not None]
     if len(given) != 1:
@@ -90,6 +91,7 @@ def _check_args(ratio: float | None, macs: float | None, params: float | None,
         if v is not None and not 0.0 < v <= 1.0:
             raise ValueError(f"{n} is a fraction of the original and must be in (0, 1], got {v}")
     check_latency_args(latency, None, None)
+    return given[0]
 
 
 def _scores(model: nn.Module, groups: list, importance: str, data: Iterable | None,
@@ -182,11 +184,9 @@ def prune(
     """
     from cpd.plan.physical import check_mode  # the schedule builds on this module
 
-    _check_args(ratio, macs, params, latency)
+    kind = _check_args(ratio, macs, params, latency)
     check_latency_args(None, latency_batch_size, latency_tol)
     check_mode(mode)
-    kind = next(k for k, v in {"ratio": ratio, "macs": macs, "params": params, "latency": latency}.items()
-                if v is not None)
     check_allocation(allocation, kind, None)
     if steps > 1:
         return _prune_iterative(model, example_inputs, ratio=ratio, macs=macs, params=params,

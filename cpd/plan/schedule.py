@@ -105,13 +105,12 @@ class IterativePruner:
         ignore: tuple[str, ...] = (), mode: str = "mask", cost: str | None = None,
         allocation: str = "global",
     ) -> None:
-        api._check_args(ratio, macs, params, latency)
+        self.kind = api._check_args(ratio, macs, params, latency)
         check_latency_args(None, latency_batch_size, latency_tol)
         self.mode = check_mode(mode)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         given = {"ratio": ratio, "macs": macs, "params": params, "latency": latency}
-        self.kind = next(k for k, v in given.items() if v is not None)
         self.target = float(given[self.kind])  # type: ignore[arg-type]
         self.allocation = check_allocation(allocation, self.kind, cost)
         self.latency_tol = latency_tol
