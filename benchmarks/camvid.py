@@ -73,7 +73,7 @@ COMMON = dict(macs=0.5, importance="hessian", prune_steps=10, interval=10, score
               tp_global=False, tp_iters=14, latency_rounds=5, log_every=100)
 TASK_CFG = {
     "segmentation": dict(size=[90, 120], crop=[72, 96], train_items=None, test_items=None, batch_size=16,
-                         base_steps=6000, base_lr=3e-3, eval_split="test",
+                         base_steps=6000, base_lr=3e-3, eval_split="test", seg_kd="pixel",
                          # single seeds differ by up to 2.5 mIoU: average four
                          ft_seeds=[0, 1, 2, 3]),
     "classification": dict(patch=32, train_frames=None, test_frames=None, batch_size=64, base_steps=1000,
@@ -166,14 +166,17 @@ DATA_KEYS = ("size", "crop", "train_items", "test_items", "patch", "train_frames
 #: Torch-Pruning rows, which they do not affect. ``cpd_rev`` counts library changes
 #: that change cpd's results (2: the schedule no longer overshoots step goals).
 LATE_KEYS: dict[str, Any] = {"cpd_cost": None, "cpd_ratio": None, "cpd_alloc": "global", "cpd_feat": None,
-                             "cpd_rev": 1}
+                             "cpd_rev": 1, "seg_kd": "pixel"}
+#: late keys that only change runs that distil (omitted for every other method)
+KD_ONLY_KEYS = ("seg_kd",)
 
 
 def fingerprint(name: str, cfg: dict[str, Any], keys: tuple[str, ...] | None = None,
                 method: str | None = None) -> str:
     chosen = {k: cfg[k] for k in (keys or sorted(cfg)) if k in cfg}
     for k, old in LATE_KEYS.items():
-        if k in chosen and (chosen[k] == old or (method is not None and not method.startswith("cpd"))):
+        unused = method is not None and (not method.startswith("cpd") or (k in KD_ONLY_KEYS and method != "cpd"))
+        if k in chosen and (chosen[k] == old or unused):
             del chosen[k]
     blob = json.dumps({"model": name, **chosen}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -227,7 +230,7 @@ def baseline(name: str, cfg: dict[str, Any], data: tuple[Any, Any, torch.Tensor]
         log(f"  {name}: baseline weights from {path}")
         seconds = json.loads(sidecar.read_text())["train_seconds"] if sidecar.exists() else 0.0
         return model.eval(), float(seconds)
-    task = build_task(MODEL_TASK[name], **_task_options(MODEL_TASK[name]))
+    task = build_task(MODEL_TASK[name], **_task_options(MODEL_TASK[name], cfg))
     t0 = time.perf_counter()
     log(f"  {name}: training the baseline, {cfg['base_steps']} steps of batch {cfg['batch_size']}")
     model = train_baseline(model, task, data[0], cfg, log)
@@ -240,8 +243,10 @@ def baseline(name: str, cfg: dict[str, Any], data: tuple[Any, Any, torch.Tensor]
     return model, seconds
 
 
-def _task_options(task: str) -> dict[str, Any]:
-    return {"num_classes": 11, "ignore_index": 11} if task == "segmentation" else {}
+def _task_options(task: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    if task != "segmentation":
+        return {}
+    return {"num_classes": 11, "ignore_index": 11, "kd_mode": cfg.get("seg_kd", "pixel")}
 
 
 def run_model(name: str, args: argparse.Namespace, cache: Cache, data_cache: dict) -> None:
@@ -258,7 +263,7 @@ def run_model(name: str, args: argparse.Namespace, cache: Cache, data_cache: dic
         data_cache[key] = load_data(task_name, cfg, args.data)
     train, test, example = data_cache[key]
     log(f"{name} ({task_name}): {len(train)} train / {len(test)} test samples, input {tuple(example.shape)}")
-    task = build_task(task_name, **_task_options(task_name))
+    task = build_task(task_name, **_task_options(task_name, cfg))
     model, train_s = baseline(name, cfg, data_cache[key], cache)
     base = measure(model, task, test, example, batch_sizes=())
     brow = cache.get(name, "baseline", fp_base)
@@ -366,13 +371,14 @@ def _setup_lines(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[s
         cfg = model_config(name, args)
         base = next((r for r in rows if r["model"] == name and r["method"] == "baseline"), None)
         size = (f"{base['macs_abs'] / 1e6:.1f} M MACs, {base['params_abs'] / 1e6:.3f} M params" if base else "")
+        kd = f", {cfg['seg_kd']}-wise KD" if MODEL_TASK[name] == "segmentation" else ""
         data = (f"frames {cfg['size'][0]}x{cfg['size'][1]}, train crops {cfg['crop'][0]}x{cfg['crop'][1]}"
                 if MODEL_TASK[name] == "segmentation" else f"{cfg['patch']}x{cfg['patch']} patches")
         lines.append(f"- `{name}`: {DESCRIPTIONS.get(name.removesuffix('-tiny'), '')}; {size}; {data}; baseline "
                      f"{cfg['base_steps']} steps of batch {cfg['batch_size']} (lr {cfg['base_lr']}); compression "
                      f"{cfg['prune_steps']} x {cfg['interval']} pruning steps ({cfg['score_batches']} scored batches "
                      f"each) + {cfg['ft_steps']} fine-tuning steps (lr {cfg['ft_lr']}), KD alpha {cfg['alpha']}, "
-                     f"temperature {cfg['temperature'] or 'task default'}, target {cfg['macs']:.0%} MACs.")
+                     f"temperature {cfg['temperature'] or 'task default'}{kd}, target {cfg['macs']:.0%} MACs.")
     return lines
 
 

@@ -100,3 +100,16 @@ def test_rows_and_verdicts():
     assert "within 2: **no**" in v
     md = camvid_report.markdown(rows, {"setup": [], "command": "x", "minutes": 1.0})
     assert "failed: TP: boom" in md and "| m | **cpd** | 59.00 | -1.00 |" in md
+
+
+def test_distillation_only_keys_change_only_the_distilling_rows() -> None:
+    args = camvid.parse_args(["--models", "seg-cnn"])
+    pixel = camvid.model_config("seg-cnn", args)
+    channel = {**pixel, "seg_kd": "channel"}
+    # the default value leaves old fingerprints (rows cached before the key existed) alone
+    without = {k: v for k, v in pixel.items() if k != "seg_kd"}
+    assert camvid.fingerprint("seg-cnn", pixel, method="cpd") == camvid.fingerprint("seg-cnn", without, method="cpd")
+    assert camvid.fingerprint("seg-cnn", channel, method="cpd") != camvid.fingerprint("seg-cnn", pixel, method="cpd")
+    for method in ("cpd-no-kd", "tp-magnitude", "tp-taylor"):  # no teacher: the KD loss is not used
+        assert camvid.fingerprint("seg-cnn", channel, method=method) == camvid.fingerprint("seg-cnn", pixel,
+                                                                                           method=method)

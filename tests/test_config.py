@@ -136,3 +136,17 @@ def test_readme_documents_every_section_and_key() -> None:
     for command in ("demo", "run", "comb", "prune", "bench", "export", "eval", "report"):
         assert f"| `cpd {command} " in section
     assert RunConfig().report.out == "cpd-run"
+
+
+def test_task_options_reach_the_segmentation_task() -> None:
+    from cpd.config.datasets import task_for
+    from cpd.distill import ChannelKD
+    from cpd.io.errors import CpdInputError
+
+    class Frames:
+        task, num_classes, ignore_index = "segmentation", 11, 11
+
+    task = task_for(Frames(), None, {"kd_mode": "channel"})  # type: ignore[arg-type]
+    assert isinstance(task.kd(), ChannelKD) and task.kd().ignore_index == 11
+    with pytest.raises(CpdInputError, match="kd_mode must be one of"):
+        task_for(Frames(), None, {"kd_mode": "pixels"})  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ def task_for(dataset: Dataset[Any], name: str | None = None,
         opts.setdefault("ignore_index", int(getattr(dataset, "ignore_index", 255)))
     try:
         return build_task(kind, **opts)
-    except TypeError as e:  # an option the task class does not take
+    except (TypeError, ValueError) as e:  # an option the task class does not take, or a bad value
         raise CpdInputError(f"task {kind}: {e}") from e
 
 

@@ -97,8 +97,8 @@ class TaskSection:
     name: str | None = option(None, "classification or segmentation; null: the dataset's task")
     options: dict[str, Any] = option(
         {}, "options of the task: classification takes topk, temperature, label_smoothing; "
-        "segmentation num_classes, ignore_index, temperature, label_smoothing (num_classes and "
-        "ignore_index default to the dataset's)")
+        "segmentation num_classes, ignore_index, temperature, label_smoothing, kd_mode (pixel or "
+        "channel; num_classes and ignore_index default to the dataset's)")
 
     def check(self) -> None:
         from cpd.tasks.task import TASK_NAMES

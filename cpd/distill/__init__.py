@@ -1,5 +1,6 @@
 """Distill: losses that train the pruned student to mimic the unpruned teacher."""
 
+from cpd.distill.channel_kd import ChannelKD, channel_kd_loss
 from cpd.distill.feature_axes import (
     FeatureAxis,
     feature_axis,
@@ -11,9 +12,10 @@ from cpd.distill.feature_taps import FeatureTaps, check_feature_layers, first_te
 from cpd.distill.logit_kd import LogitKD, kl_per_sample, logit_kd_loss
 from cpd.distill.loss import DistillLoss, FeaturePair, KDFn, TaskLossFn
 from cpd.distill.mix import mix_losses
-from cpd.distill.pixel_kd import PixelKD, pixel_kd_loss
+from cpd.distill.pixel_kd import PixelKD, pixel_kd_loss, resize_to
 
 __all__ = [
+    "ChannelKD",
     "DistillLoss",
     "FeatureAxis",
     "FeaturePair",
@@ -22,6 +24,7 @@ __all__ = [
     "LogitKD",
     "PixelKD",
     "TaskLossFn",
+    "channel_kd_loss",
     "check_feature_layers",
     "feature_axis",
     "feature_kd_loss",
@@ -33,4 +36,5 @@ __all__ = [
     "mix_losses",
     "pixel_kd_loss",
     "register_feature_axis",
+    "resize_to",
 ]

@@ -8,10 +8,11 @@ from torch import Tensor, nn
 
 from cpd.distill.logit_kd import kl_per_sample
 
-__all__ = ["pixel_kd_loss", "PixelKD"]
+__all__ = ["pixel_kd_loss", "PixelKD", "resize_to"]
 
 
-def _resize(logits: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_to(logits: Tensor, size: tuple[int, ...]) -> Tensor:
+    """``(B, C, h, w)`` logits bilinearly resized to ``size`` ``(H, W)`` (unchanged if equal)."""
     if tuple(logits.shape[-2:]) == size:
         return logits
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -51,7 +52,7 @@ def pixel_kd_loss(
         size = (int(teacher.shape[-2]), int(teacher.shape[-1]))
     else:
         size = (int(targets.shape[-2]), int(targets.shape[-1]))
-    kl = kl_per_sample(_resize(student, size), _resize(teacher, size), temperature)  # (B, H, W)
+    kl = kl_per_sample(resize_to(student, size), resize_to(teacher, size), temperature)  # (B, H, W)
     if targets is None:
         return kl.mean() * temperature**2
     valid = targets.to(kl.device) != ignore_index

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
+from cpd.distill.channel_kd import ChannelKD
 from cpd.distill.logit_kd import LogitKD
 from cpd.distill.pixel_kd import PixelKD
 from cpd.tasks.classification import TopKAccuracy, classification_loss
@@ -111,14 +112,21 @@ class ClassificationTask(Task):
         return TopKAccuracy(self.topk)
 
 
+#: segmentation KD losses by ``kd_mode``: (module class, default temperature)
+SEGMENTATION_KD: dict[str, tuple[type[nn.Module], float]] = {"pixel": (PixelKD, 1.0), "channel": (ChannelKD, 4.0)}
+
+
 class SegmentationTask(Task):
     """Per-pixel cross-entropy, mIoU and per-pixel KD, all with an ignore label.
 
     Args:
         num_classes: number of classes ``C`` (needed by the confusion matrix).
         ignore_index: label of pixels to leave out of loss, KD and metric.
-        temperature: default KD temperature.
+        temperature: default KD temperature; ``None``: 1 for ``"pixel"``, 4 for
+            ``"channel"`` (the values their papers use on logits).
         label_smoothing: for the cross-entropy.
+        kd_mode: ``"pixel"``: per-pixel KD over classes (:class:`~cpd.distill.PixelKD`);
+            ``"channel"``: channel-wise KD over pixels (:class:`~cpd.distill.ChannelKD`).
     """
 
     name = "segmentation"
@@ -128,12 +136,16 @@ class SegmentationTask(Task):
         self,
         num_classes: int,
         ignore_index: int = 255,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         label_smoothing: float = 0.0,
+        kd_mode: str = "pixel",
     ) -> None:
+        if kd_mode not in SEGMENTATION_KD:
+            raise ValueError(f"kd_mode must be one of {', '.join(SEGMENTATION_KD)}, got {kd_mode!r}")
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
-        self.temperature = float(temperature)
+        self.kd_mode = kd_mode
+        self.temperature = float(SEGMENTATION_KD[kd_mode][1] if temperature is None else temperature)
         self.label_smoothing = float(label_smoothing)
 
     def loss_from_logits(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -141,7 +153,8 @@ class SegmentationTask(Task):
         return segmentation_loss(logits, targets, self.ignore_index, self.label_smoothing)
 
     def kd(self, temperature: float | None = None) -> nn.Module:
-        return PixelKD(self.temperature if temperature is None else temperature, self.ignore_index)
+        kd_class = SEGMENTATION_KD[self.kd_mode][0]
+        return kd_class(self.temperature if temperature is None else temperature, self.ignore_index)
 
     def metric(self) -> ConfusionMatrix:
         return ConfusionMatrix(self.num_classes, self.ignore_index)
