@@ -123,3 +123,17 @@ def test_segmentation_task_kd_mode() -> None:
     assert build_task("segmentation", num_classes=4, kd_mode="channel", temperature=1.5).temperature == 1.5
     with pytest.raises(ValueError, match="kd_mode must be one of pixel, channel"):
         build_task("segmentation", num_classes=4, kd_mode="spatial")
+
+
+@pytest.mark.parametrize("kd", [ChannelKD(), PixelKD()])
+def test_per_sample_losses_trace_under_vmap(kd: torch.nn.Module) -> None:
+    # per-sample pruning criteria differentiate the KD loss one sample at a time under vmap:
+    # the loss must not branch on tensor values
+    torch.manual_seed(3)
+    student, teacher = torch.randn(3, 4, 5, 6), torch.randn(3, 4, 5, 6)
+    labels = torch.randint(0, 4, (3, 5, 6))
+    labels[1] = 255
+    per_sample = torch.func.vmap(lambda s, t, y: kd(s[None], t[None], y[None]))(student, teacher, labels)
+    looped = torch.stack([kd(student[i:i + 1], teacher[i:i + 1], labels[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(per_sample, looped)
+    assert per_sample[1].item() == 0.0

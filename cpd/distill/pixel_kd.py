@@ -58,9 +58,9 @@ def pixel_kd_loss(
     valid = targets.to(kl.device) != ignore_index
     if kl.shape != valid.shape:
         raise ValueError(f"targets {tuple(targets.shape)} do not match logits batch {tuple(kl.shape)}")
-    n_valid = valid.sum()
-    if int(n_valid) == 0:
-        return kl.sum() * 0.0
+    # clamp instead of branching on the count: no host sync, so torch.func.vmap can trace it
+    # (per-sample criteria differentiate this loss per sample); all ignored gives 0
+    n_valid = valid.sum().clamp(min=1)
     return torch.where(valid, kl, kl.new_zeros(())).sum() / n_valid * temperature**2
 
 
