@@ -40,7 +40,7 @@ NOTES: list[str] = [
     "40.28 with the 8000-step one) but behind it on test (seg-cnn 35.49 vs 36.21 over seeds 0-3, SegFormer "
     "33.65 vs 34.99, seeds 0-3). Both test runs were made before the setting was fixed; this table keeps per-pixel KD, "
     "the library default and the method as the paper describes it, which is a choice made after seeing the "
-    "test split, so both numbers are given here.",
+    "test split, so both numbers are given here (test rows in `camvid_val_sweep.json` too).",
     "Why distillation does not help seg-cnn: its teacher is not stronger than what fine-tuning alone reaches. "
     "Pruning to 50 % MACs barely hurts it, the unpruned model fine-tuned with the same 400 steps and no KD "
     "(`--methods cpd-no-kd --set cpd_ratio=0.0 --set cpd_alloc=global`) scores 37.31 against a teacher of "

@@ -12,10 +12,11 @@ from cpd.distill.feature_taps import FeatureTaps, check_feature_layers, first_te
 from cpd.distill.logit_kd import LogitKD, kl_per_sample, logit_kd_loss
 from cpd.distill.loss import DistillLoss, FeaturePair, KDFn, TaskLossFn
 from cpd.distill.mix import mix_losses
-from cpd.distill.pixel_kd import PixelKD, pixel_kd_loss, resize_to
+from cpd.distill.pixel_kd import DenseKD, PixelKD, pixel_kd_loss
 
 __all__ = [
     "ChannelKD",
+    "DenseKD",
     "DistillLoss",
     "FeatureAxis",
     "FeaturePair",
@@ -36,5 +37,4 @@ __all__ = [
     "mix_losses",
     "pixel_kd_loss",
     "register_feature_axis",
-    "resize_to",
 ]

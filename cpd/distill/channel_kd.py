@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from cpd.distill.pixel_kd import resize_to
+from cpd.distill.pixel_kd import DenseKD, resize_to
 
 __all__ = ["channel_kd_loss", "ChannelKD"]
 
@@ -78,17 +78,8 @@ def channel_kd_loss(
     return (kl * weight).sum() / n * temperature**2
 
 
-class ChannelKD(nn.Module):
-    """Module form of :func:`channel_kd_loss`; ``forward(student, teacher, targets=None)``."""
+class ChannelKD(DenseKD):
+    """Module form of :func:`channel_kd_loss` (KD over pixels per class, default ``T = 4``)."""
 
-    def __init__(self, temperature: float = 4.0, ignore_index: int = 255) -> None:
-        super().__init__()
-        self.temperature = float(temperature)
-        self.ignore_index = int(ignore_index)
-
-    def forward(self, student: Tensor, teacher: Tensor, targets: Tensor | None = None) -> Tensor:
-        """``student``/``teacher``: ``(B, C, h, w)``; ``targets``: ``(B, H, W)`` or None."""
-        return channel_kd_loss(student, teacher, targets, self.temperature, self.ignore_index)
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, ignore_index={self.ignore_index}"
+    loss = staticmethod(channel_kd_loss)
+    default_temperature = 4.0

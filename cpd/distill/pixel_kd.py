@@ -8,11 +8,15 @@ from torch import Tensor, nn
 
 from cpd.distill.logit_kd import kl_per_sample
 
-__all__ = ["pixel_kd_loss", "PixelKD", "resize_to"]
+__all__ = ["DenseKD", "pixel_kd_loss", "PixelKD", "resize_to"]
 
 
 def resize_to(logits: Tensor, size: tuple[int, ...]) -> Tensor:
-    """``(B, C, h, w)`` logits bilinearly resized to ``size`` ``(H, W)`` (unchanged if equal)."""
+    """``(B, C, h, w)`` logits bilinearly resized to ``size`` ``(H, W)`` (unchanged if equal).
+
+    What :func:`cpd.tasks.resize_logits` does; that one cannot be imported here, because
+    ``cpd.tasks`` imports the KD losses when it loads.
+    """
     if tuple(logits.shape[-2:]) == size:
         return logits
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -64,17 +68,29 @@ def pixel_kd_loss(
     return torch.where(valid, kl, kl.new_zeros(())).sum() / n_valid * temperature**2
 
 
-class PixelKD(nn.Module):
-    """Module form of :func:`pixel_kd_loss`; ``forward(student, teacher, targets=None)``."""
+class DenseKD(nn.Module):
+    """Module form of a dense KD loss ``loss(student, teacher, targets, temperature, ignore_index)``;
+    ``forward(student, teacher, targets=None)``. Subclasses set ``loss`` and
+    ``default_temperature`` (used when ``temperature`` is None)."""
 
-    def __init__(self, temperature: float = 1.0, ignore_index: int = 255) -> None:
+    loss: staticmethod
+    default_temperature: float
+
+    def __init__(self, temperature: float | None = None, ignore_index: int = 255) -> None:
         super().__init__()
-        self.temperature = float(temperature)
+        self.temperature = float(self.default_temperature if temperature is None else temperature)
         self.ignore_index = int(ignore_index)
 
     def forward(self, student: Tensor, teacher: Tensor, targets: Tensor | None = None) -> Tensor:
         """``student``/``teacher``: ``(B, C, h, w)``; ``targets``: ``(B, H, W)`` or None."""
-        return pixel_kd_loss(student, teacher, targets, self.temperature, self.ignore_index)
+        return self.loss(student, teacher, targets, self.temperature, self.ignore_index)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, ignore_index={self.ignore_index}"
+
+
+class PixelKD(DenseKD):
+    """Module form of :func:`pixel_kd_loss` (per-pixel KD over classes, default ``T = 1``)."""
+
+    loss = staticmethod(pixel_kd_loss)
+    default_temperature = 1.0

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from cpd.groups.group import Group
-from cpd.plan.select import Keep, ranking, select_uniform
+from cpd.plan.select import Keep, bisect_prefix, ranking, select_uniform
 
 ALLOCATIONS = ("global", "uniform")
 
@@ -64,38 +64,28 @@ def select_uniform_to(
         else:
             lo = mid
     keep, val = _fill(groups, scores, measure, target, select_uniform(groups, scores, lo, round_to, max_ratio),
-                      best, best_val, round_to)
+                      best, best_val, round_to, max_ratio)
     return keep, val, hi
 
 
 def _fill(groups: list[Group], scores: dict[int, torch.Tensor], measure: Callable[[Keep], float],
           target: float, keep_lo: Keep, keep_hi: Keep, val_hi: float,
-          round_to: int | None) -> tuple[Keep, float]:
-    """``keep_lo`` minus the fewest channels of ``keep_lo - keep_hi`` that meet ``target``."""
+          round_to: int | None, max_ratio: float) -> tuple[Keep, float]:
+    """``keep_lo`` minus the fewest channels of ``keep_lo - keep_hi`` that meet ``target``.
+
+    A prefix search (:func:`~cpd.plan.select.bisect_prefix`) over an order that lists
+    ``keep_lo``'s removals first and then the channels ``keep_hi`` removes on top,
+    least important first.
+    """
     if round_to and round_to > 1:
         return keep_hi, val_hi  # single channels would break the rounding
-    by_id = {g.id: g for g in groups}
     lo_sets = {g.id: set(keep_lo.get(g.id, range(g.size))) for g in groups}
     hi_sets = {g.id: set(keep_hi.get(g.id, range(g.size))) for g in groups}
+    removed = [(g.id, c) for g in groups for c in range(g.size) if c not in lo_sets[g.id]]
     extra = {(gid, c) for gid in lo_sets for c in lo_sets[gid] - hi_sets[gid]}
-    order = [gc for gc in ranking(groups, scores) if gc in extra]
-
-    def keep_at(k: int) -> Keep:
-        sets = {gid: set(s) for gid, s in lo_sets.items()}
-        for gid, c in order[:k]:
-            sets[gid].discard(c)
-        return {gid: sorted(s) for gid, s in sets.items() if len(s) < by_id[gid].size}
-
-    lo, hi, best, best_val = 0, len(order), keep_hi, val_hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        keep = keep_at(mid)
-        val = measure(keep)
-        if val <= target:
-            hi, best, best_val = mid, keep, val
-        else:
-            lo = mid
-    return best, best_val
+    order = removed + [gc for gc in ranking(groups, scores) if gc in extra]
+    _, keep, val = bisect_prefix(groups, order, measure, target, round_to, max_ratio, lo=len(removed))
+    return keep, val
 
 
 def check_allocation(allocation: str, kind: str, cost: str | None) -> str:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from cpd.distill.channel_kd import ChannelKD
 from cpd.distill.logit_kd import LogitKD
-from cpd.distill.pixel_kd import PixelKD
+from cpd.distill.pixel_kd import DenseKD, PixelKD
 from cpd.tasks.classification import TopKAccuracy, classification_loss
 from cpd.tasks.metric import StreamingMetric
 from cpd.tasks.outputs import logits_of
@@ -112,8 +112,8 @@ class ClassificationTask(Task):
         return TopKAccuracy(self.topk)
 
 
-#: segmentation KD losses by ``kd_mode``: (module class, default temperature)
-SEGMENTATION_KD: dict[str, tuple[type[nn.Module], float]] = {"pixel": (PixelKD, 1.0), "channel": (ChannelKD, 4.0)}
+#: segmentation KD losses by ``kd_mode`` (each class carries its default temperature)
+SEGMENTATION_KD: dict[str, type[DenseKD]] = {"pixel": PixelKD, "channel": ChannelKD}
 
 
 class SegmentationTask(Task):
@@ -145,7 +145,8 @@ class SegmentationTask(Task):
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         self.kd_mode = kd_mode
-        self.temperature = float(SEGMENTATION_KD[kd_mode][1] if temperature is None else temperature)
+        kd_class = SEGMENTATION_KD[kd_mode]
+        self.temperature = float(kd_class.default_temperature if temperature is None else temperature)
         self.label_smoothing = float(label_smoothing)
 
     def loss_from_logits(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -153,8 +154,8 @@ class SegmentationTask(Task):
         return segmentation_loss(logits, targets, self.ignore_index, self.label_smoothing)
 
     def kd(self, temperature: float | None = None) -> nn.Module:
-        kd_class = SEGMENTATION_KD[self.kd_mode][0]
-        return kd_class(self.temperature if temperature is None else temperature, self.ignore_index)
+        return SEGMENTATION_KD[self.kd_mode](self.temperature if temperature is None else temperature,
+                                             self.ignore_index)
 
     def metric(self) -> ConfusionMatrix:
         return ConfusionMatrix(self.num_classes, self.ignore_index)
