@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ from matplotlib.figure import Figure
 
 from cpd.report.atomic import atomic_path
 
-__all__ = ["verdicts", "markdown", "plot", "METRIC_LABEL"]
+__all__ = ["verdicts", "paired", "markdown", "plot", "METRIC_LABEL"]
 
 METRIC_LABEL = {"miou": "mIoU (%)", "top1": "top-1 (%)"}
 BASELINES = ("cpd-no-kd", "tp-magnitude", "tp-taylor")
@@ -45,6 +47,32 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
                    f"beats every baseline that ran: {'yes' if beats else '**no**'}{margin}; "
                    f"{'loss' if drop >= 0 else 'gain'} vs unpruned {abs(drop):.2f} points -> within "
                    f"{MAX_DROP:.0f}: {'yes' if drop <= MAX_DROP else '**no**'}.")
+    return out
+
+
+def paired(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model: cpd minus each baseline, paired by fine-tuning seed.
+
+    Seed ``i`` of every method fine-tunes with the same data order, so the per-seed
+    differences cancel most of the seed noise. Reported as mean +- standard error
+    (sample std / sqrt(n)); a baseline with other seeds, or one seed, is left out.
+    """
+    out = []
+    for model, _ in _models(rows):
+        by = {r["method"]: r for r in rows if r["model"] == model and r.get("metric") is not None}
+        cpd = by.get("cpd")
+        if cpd is None or len(cpd.get("metric_seeds") or []) < 2:
+            continue
+        parts = []
+        for m in BASELINES:
+            other = by.get(m)
+            if other is None or other.get("ft_seeds") != cpd.get("ft_seeds"):
+                continue
+            d = [a - b for a, b in zip(cpd["metric_seeds"], other["metric_seeds"], strict=True)]
+            se = statistics.stdev(d) / math.sqrt(len(d))
+            parts.append(f"{m} {statistics.mean(d):+.2f} ± {se:.2f}")
+        if parts:
+            out.append(f"{model}, cpd minus ({len(cpd['metric_seeds'])} seeds): " + ", ".join(parts))
     return out
 
 
@@ -85,6 +113,10 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
                              f"{r['latency_ms_bs8']:.2f} | {speed} |")
         lines.append("")
     lines += ["## Verdicts", "", *[f"- {v}" for v in verdicts(rows)], ""]
+    if paired(rows):
+        lines += ["## Paired by seed", "", "Metric differences per fine-tuning seed, mean ± standard error; a "
+                  "margin within about two standard errors of zero is not a measured difference.", "",
+                  *[f"- {v}" for v in paired(rows)], ""]
     if info.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in info["notes"]], ""]
     lines += [f"Reproduce: `{info['command']}` ({info['minutes']:.0f} min of compute on a shared 2-core CPU machine, "

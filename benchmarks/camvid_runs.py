@@ -48,7 +48,8 @@ from cpd.train.callbacks import Callback
 from cpd.train.config import TrainConfig
 from cpd.train.trainer import Trainer
 
-__all__ = ["METHODS", "ROW_KEYS", "Progress", "make_row", "paired_latency", "run_method", "train_baseline"]
+__all__ = ["METHODS", "ROW_KEYS", "RUNNERS", "Progress", "make_row", "paired_latency", "run_method",
+           "train_baseline"]
 
 METHODS = ("baseline", "cpd", "cpd-no-kd", "tp-magnitude", "tp-taylor")
 #: the keys every row has (the issue's schema); rows add details after them
@@ -183,13 +184,18 @@ def _run_tp(method: str, baseline: nn.Module, task: Task, train: Dataset, test: 
                                                                           "tp_global": cfg["tp_global"]}
 
 
+#: method -> the function that runs one seed of it: ``(model, measured, details)``
+RUNNERS: dict[str, Runner] = {"cpd": _run_cpd, "cpd-no-kd": _run_cpd,
+                              **dict.fromkeys(TP_METHODS, _run_tp)}
+
+
 def run_method(method: str, model_name: str, task_name: str, baseline: nn.Module, base: Measured, task: Task,
                train: Dataset, test: Dataset, example: torch.Tensor, cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     """Compress ``baseline`` with ``method`` and return its row; a failure becomes a row with ``error``."""
     t0 = time.perf_counter()
-    runner: Runner = _run_cpd if method in ("cpd", "cpd-no-kd") else _run_tp
-    if method not in METHODS[1:] or (runner is _run_tp and method not in TP_METHODS):
+    if method not in RUNNERS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS[1:])}")
+    runner = RUNNERS[method]
     runs = []
     try:
         for seed in cfg["ft_seeds"]:

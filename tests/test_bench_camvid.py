@@ -66,6 +66,26 @@ def test_quick_run_writes_rows_with_the_schema_and_resumes(tmp_path, one_thread)
     # Another configuration is another fingerprint: its rows are not taken from the cache.
     assert camvid.fingerprint("seg-cnn-tiny", {**cpd["config"], "alpha": 0.9}) != cpd["fingerprint"]
 
+    # --retime rebuilds each row's first-seed model (same MACs, checked) and replaces only the
+    # latency fields; a second --retime has nothing left to do.
+    retimed = camvid.main([*argv, "--retime", "--retime-rounds", "2"])
+    latency = {"latency_ms_bs1", "latency_ms_bs8", "base_latency_ms_bs1", "base_latency_ms_bs8"}
+    for old, new in zip(on_disk, retimed, strict=True):
+        assert new["latency_alone"] is True and new["latency_rounds_alone"] == 2
+        assert {k: v for k, v in new.items() if k not in latency | {"latency_alone", "latency_rounds_alone"}} == \
+            {k: v for k, v in old.items() if k not in latency}
+        assert all(new[k] > 0 for k in latency)
+    assert camvid.main([*argv, "--retime"]) == json.loads(json.dumps(retimed))
+    # A row whose pipeline no longer rebuilds its architecture is refused, not re-timed.
+    rows = json.loads((tmp_path / "cache" / "rows.json").read_text())
+    for r in rows:
+        if r["method"] == "cpd":
+            r["macs_seeds"][0] += 0.01
+            del r["latency_alone"]
+    (tmp_path / "cache" / "rows.json").write_text(json.dumps(rows))
+    with pytest.raises(RuntimeError, match="re-run the row instead"):
+        camvid.main([*argv, "--retime"])
+
 
 def test_failure_becomes_a_row_with_the_reason():
     class Boom(torch.nn.Module):
@@ -113,3 +133,55 @@ def test_distillation_only_keys_change_only_the_distilling_rows() -> None:
     for method in ("cpd-no-kd", "tp-magnitude", "tp-taylor"):  # no teacher: the KD loss is not used
         assert camvid.fingerprint("seg-cnn", channel, method=method) == camvid.fingerprint("seg-cnn", pixel,
                                                                                            method=method)
+
+
+def test_training_key_crop_scale_changes_every_row_and_the_baseline() -> None:
+    args = camvid.parse_args(["--models", "seg-cnn"])
+    jitter = camvid.model_config("seg-cnn", args)
+    assert jitter["crop_scale"] == [0.5, 1.25]  # the benchmark's setting
+    plain = {**jitter, "crop_scale": None}  # rows cached before the key existed
+    without = {k: v for k, v in plain.items() if k != "crop_scale"}
+    assert camvid.fingerprint("seg-cnn", plain, camvid.TRAIN_KEYS) == \
+        camvid.fingerprint("seg-cnn", without, camvid.TRAIN_KEYS)
+    assert camvid.fingerprint("seg-cnn", jitter, camvid.TRAIN_KEYS) != \
+        camvid.fingerprint("seg-cnn", plain, camvid.TRAIN_KEYS)
+    for method in camvid.METHODS[1:]:  # the data every method fine-tunes on changes
+        assert camvid.fingerprint("seg-cnn", jitter, method=method) != camvid.fingerprint("seg-cnn", plain,
+                                                                                          method=method)
+
+
+def test_scale_jitter_keeps_the_crop_size_and_only_real_labels() -> None:
+    from camvid_data import FrameTensors
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 3, 30, 40, generator=g)
+    labels = torch.randint(0, 5, (3, 30, 40), generator=g)
+    labels[:, :, :20] = 11  # an ignore band: resizing must not blend it into a class
+    ds = FrameTensors(images, labels, crop=(12, 16), scale=(0.5, 2.0))
+    torch.manual_seed(1)
+    for i in range(40):
+        x, y = ds[i % 3]
+        assert x.shape == (3, 12, 16) and y.shape == (12, 16) and y.dtype == torch.int64
+        assert set(y.unique().tolist()) <= set(range(5)) | {11}
+    # factor 1 is a plain crop: the same pixels as some window of the frame, maybe mirrored
+    x1, y1 = FrameTensors(images, labels, crop=(12, 16), scale=(1.0, 1.0))[0]
+    windows = [(images[0, :, t:t + 12, s:s + 16], labels[0, t:t + 12, s:s + 16]) for t in range(19) for s in range(25)]
+    assert any(torch.equal(x1, w) and torch.equal(y1, v) or torch.equal(x1, w.flip(-1)) and torch.equal(y1, v.flip(-1))
+               for w, v in windows)
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        FrameTensors(images, labels, crop=(12, 16), scale=(1.5, 1.0))
+
+
+def test_paired_margins_by_seed() -> None:
+    import camvid_report
+
+    def row(method: str, seeds: list[float], ft: list[int] | None = None) -> dict:
+        return {"model": "m", "task": "segmentation", "method": method, "metric": sum(seeds) / len(seeds),
+                "metric_seeds": seeds, "ft_seeds": ft or list(range(len(seeds)))}
+
+    rows = [row("baseline", [50.0]), row("cpd", [40.0, 42.0, 41.0]), row("cpd-no-kd", [39.0, 42.0, 39.0]),
+            row("tp-taylor", [40.0, 41.0, 40.0], ft=[3, 4, 5]),  # other seeds: not paired
+            {"model": "m", "task": "segmentation", "method": "tp-magnitude", "metric": None}]  # failed
+    # differences 1, 0, 2: mean 1, sample std 1, standard error 1 / sqrt(3)
+    assert camvid_report.paired(rows) == [f"m, cpd minus (3 seeds): cpd-no-kd +1.00 ± {1 / 3 ** 0.5:.2f}"]
+    assert camvid_report.paired([row("cpd", [40.0]), row("cpd-no-kd", [39.0])]) == []  # one seed: no spread
