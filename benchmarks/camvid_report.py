@@ -113,10 +113,11 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
                              f"{r['latency_ms_bs8']:.2f} | {speed} |")
         lines.append("")
     lines += ["## Verdicts", "", *[f"- {v}" for v in verdicts(rows)], ""]
-    if paired(rows):
+    margins = paired(rows)
+    if margins:
         lines += ["## Paired by seed", "", "Metric differences per fine-tuning seed, mean ± standard error; a "
                   "margin within about two standard errors of zero is not a measured difference.", "",
-                  *[f"- {v}" for v in paired(rows)], ""]
+                  *[f"- {v}" for v in margins], ""]
     if info.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in info["notes"]], ""]
     lines += [f"Reproduce: `{info['command']}` ({info['minutes']:.0f} min of compute on a shared 2-core CPU machine, "

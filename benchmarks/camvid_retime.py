@@ -25,7 +25,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from camvid_runs import RUNNERS, paired_latency
-from cpd.pipeline.run import Measured
 from cpd.tasks.task import Task
 
 __all__ = ["retime_rows"]
@@ -34,7 +33,7 @@ __all__ = ["retime_rows"]
 MACS_TOL = 2e-4
 
 
-def retime_rows(rows: list[dict[str, Any]], baseline: nn.Module, base: Measured, task: Task, train: Dataset,
+def retime_rows(rows: list[dict[str, Any]], baseline: nn.Module, base_macs: int, task: Task, train: Dataset,
                 test: Dataset, example: torch.Tensor, cfg: dict[str, Any], log: Callable[[str], None],
                 rounds: int) -> Iterator[dict[str, Any]]:
     """Yield each row of one model with its latency re-timed; rows already re-timed or failed are skipped.
@@ -42,7 +41,7 @@ def retime_rows(rows: list[dict[str, Any]], baseline: nn.Module, base: Measured,
     Args:
         rows: cached rows of one model, all under today's configuration ``cfg``.
         baseline: the trained unpruned model (eval mode).
-        base: its measurement (MACs to express the rebuilt model's as a fraction).
+        base_macs: its MACs at ``example`` (``cpd.count``), to express the rebuilt model's as a fraction.
         example: ``(1, 3, H, W)`` input; batches of 1 and 8 are made from it.
         rounds: timing rounds, each model alternating with the baseline.
 
@@ -59,7 +58,7 @@ def retime_rows(rows: list[dict[str, Any]], baseline: nn.Module, base: Measured,
             seed = row["ft_seeds"][0]
             model, got, _ = RUNNERS[row["method"]](row["method"], baseline, task, train, test, example,
                                                    {**cfg, "ft_seed": seed}, log)
-            macs = got.macs / base.macs
+            macs = got.macs / base_macs
             if abs(macs - row["macs_seeds"][0]) > MACS_TOL:
                 raise RuntimeError(f"{row['model']} {row['method']}: the rebuilt seed-{seed} model has {macs:.4f} "
                                    f"MACs, the row recorded {row['macs_seeds'][0]:.4f}; re-run the row instead")
