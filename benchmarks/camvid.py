@@ -1,8 +1,9 @@
 """CamVid benchmark: the whole Comb-Prune-Distill pipeline against baselines, on real data.
 
 For each model (``camvid_models``): train it from scratch on CamVid (segmentation on
-frames resized to 90x120, random crops of 0.5-1.25x 72x96 resized to 72x96; classification on 32x32 scene patches,
-``camvid_patches``), then compress it to 50 % of its MACs with
+frames resized to 90x120, random crops of 0.5-1.25x 72x96 resized to 72x96;
+classification on 32x32 scene patches, ``camvid_patches``), then compress it to 50 % of
+its MACs with
 
 * ``cpd``: ``cpd.pipeline.run.run_cpd`` (Hessian scores on the KD + task loss inside
   training, 10 masked pruning steps that each remove the same fraction of every group,
@@ -14,9 +15,10 @@ frames resized to 90x120, random crops of 0.5-1.25x 72x96 resized to 72x96; clas
 
 all with the same ``cpd.train.Trainer`` loop, optimizer steps and learning-rate
 schedule (``camvid_runs``; ``ft_steps`` is 1000 for SegFormer, 300 for the others),
-each with eight (segmentation) or two (classification) fine-tuning seeds. Reported per row: the metric on the test split (mIoU on the 233 test
-frames at 90x120, or top-1 on the 7842 test patches, in %; mean over the seeds), MACs
-and params as fractions of the unpruned model, and 1-thread CPU latency at batch 1 and 8.
+each with eight (segmentation) or two (classification) fine-tuning seeds. Reported per
+row: the metric on the test split (mIoU on the 233 test frames at 90x120, or top-1 on the
+7842 test patches, in %; mean over the seeds), MACs and params as fractions of the
+unpruned model, and 1-thread CPU latency at batch 1 and 8.
 
 Usage::
 
