@@ -75,7 +75,7 @@ CACHE = HERE.parent / "runs" / "camvid"  # /runs/ is git-ignored
 COMMON = dict(macs=0.5, importance="hessian", prune_steps=10, interval=10, score_batches=8, ft_steps=300,
               ft_lr=1e-3, ft_warmup=10, alpha=0.5, temperature=None, weight_decay=0.01, base_warmup=50,
               cpd_max_ratio=0.5, cpd_cost=None, cpd_ratio=None, cpd_alloc="uniform", cpd_feat=None, cpd_rev=2,
-              seed=0, ft_seeds=[0, 1],
+              extra_view="none", seed=0, ft_seeds=[0, 1],
               tp_global=False, tp_iters=14, latency_rounds=5, log_every=100)
 TASK_CFG = {
     "segmentation": dict(size=[90, 120], crop=[72, 96], train_items=None, test_items=None, batch_size=16,

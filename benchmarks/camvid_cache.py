@@ -33,9 +33,9 @@ DATA_KEYS = ("size", "crop", "crop_scale", "train_items", "test_items", "patch",
 #: row. ``cpd_rev`` counts library changes that change cpd's results (2: the schedule no
 #: longer overshoots step goals).
 LATE_KEYS: dict[str, Any] = {"cpd_cost": None, "cpd_ratio": None, "cpd_alloc": "global", "cpd_feat": None,
-                             "cpd_rev": 1, "seg_kd": "pixel", "crop_scale": None}
+                             "cpd_rev": 1, "seg_kd": "pixel", "crop_scale": None, "extra_view": "none"}
 #: late keys that only change cpd's runs (omitted for Torch-Pruning rows)
-CPD_ONLY_KEYS = ("cpd_cost", "cpd_ratio", "cpd_alloc", "cpd_feat", "cpd_rev", "seg_kd")
+CPD_ONLY_KEYS = ("cpd_cost", "cpd_ratio", "cpd_alloc", "cpd_feat", "cpd_rev", "seg_kd", "extra_view")
 #: late keys that only change runs that distil (omitted for every other method)
 KD_ONLY_KEYS = ("seg_kd",)
 

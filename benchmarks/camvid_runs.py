@@ -76,13 +76,20 @@ class Progress(Callback):
 
 
 def train_config(cfg: dict[str, Any], *, steps: int, lr: float, warmup: int, alpha: float = 0.0,
-                 seed: int | None = None, feature_layers: list[str] | None = None) -> TrainConfig:
-    """The benchmark's TrainConfig: AdamW, warm-up + cosine, fp32, nothing written to disk."""
+                 seed: int | None = None, feature_layers: list[str] | None = None,
+                 view: bool = False) -> TrainConfig:
+    """The benchmark's TrainConfig: AdamW, warm-up + cosine, fp32, nothing written to disk.
+
+    ``view``: add ``cfg["extra_view"]`` (cpd's two methods only). Both train on it like on the
+    batch: cpd with KD and the label maps mixed by the same box, cpd-no-kd (``alpha=0``) with
+    the mixed label maps alone, so the two still differ only in the teacher.
+    """
     return TrainConfig(max_steps=steps, batch_size=cfg["batch_size"], optimizer="adamw", lr=lr,
                        weight_decay=cfg["weight_decay"], warmup_steps=warmup, schedule="cosine",
                        alpha=alpha, temperature=cfg.get("temperature"), amp="none", progress=False,
                        log_every=10**9, eval_every=0, seed=cfg["seed"] if seed is None else seed,
-                       feature_layers=list(feature_layers or []))
+                       feature_layers=list(feature_layers or []),
+                       extra_view=cfg.get("extra_view", "none") if view else "none")
 
 
 def train_baseline(model: nn.Module, task: Task, train: Dataset, cfg: dict[str, Any], log: Log) -> nn.Module:
@@ -152,7 +159,8 @@ def _run_cpd(method: str, baseline: nn.Module, task: Task, train: Dataset, test:
     alpha = cfg["alpha"] if method == "cpd" else 0.0
     p = cfg["prune_steps"] * cfg["interval"]
     config = train_config(cfg, steps=p + cfg["ft_steps"], lr=cfg["ft_lr"], warmup=cfg["ft_warmup"], alpha=alpha,
-                          seed=cfg["ft_seed"], feature_layers=cfg.get("cpd_feat") if method == "cpd" else None)
+                          seed=cfg["ft_seed"], feature_layers=cfg.get("cpd_feat") if method == "cpd" else None,
+                          view=True)
     res = run_cpd(copy.deepcopy(baseline), task, train, test, example, config=config, steps=cfg["prune_steps"],
                   interval=cfg["interval"], score_batches=cfg["score_batches"], latency_batch_sizes=(),
                   importance=cfg["importance"], max_ratio=cfg["cpd_max_ratio"], cost=cfg.get("cpd_cost"),

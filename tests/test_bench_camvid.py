@@ -58,6 +58,16 @@ def test_quick_run_writes_rows_with_the_schema_and_resumes(tmp_path, one_thread)
     assert "| seg-cnn-tiny | **cpd** |" in md and f"| seg-cnn-tiny | {OTHER} |" in md
     assert (tmp_path / "camvid.png").read_bytes()[:4] == b"\x89PNG"
 
+    # The teacher-fit diagnostic evaluates the cached baseline on every split; on the test
+    # split it must reproduce the baseline row's mIoU.
+    import camvid_teacher_fit
+
+    fit = camvid_teacher_fit.main(["--quick", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path)])
+    assert [(r["model"], r["split"]) for r in fit] == [("seg-cnn-tiny", s) for s in ("train", "val", "test")]
+    assert json.loads((tmp_path / "camvid_teacher_fit.json").read_text()) == fit
+    assert fit[2]["miou"] == pytest.approx(base["metric"], abs=0.01)
+    assert all(0.0 < r["mean_max_prob"] <= 1.0 and 0.0 <= r["pixel_acc"] <= 100.0 for r in fit)
+
     # A re-run finds every row in the cache and recomputes nothing.
     cached = json.loads((tmp_path / "cache" / "rows.json").read_text())
     again = camvid.main(argv)
@@ -133,6 +143,22 @@ def test_distillation_only_keys_change_only_the_distilling_rows() -> None:
     for method in ("cpd-no-kd", "tp-magnitude", "tp-taylor"):  # no teacher: the KD loss is not used
         assert camvid.fingerprint("seg-cnn", channel, method=method) == camvid.fingerprint("seg-cnn", pixel,
                                                                                            method=method)
+
+
+def test_the_extra_view_changes_both_cpd_rows_and_no_other() -> None:
+    args = camvid.parse_args(["--models", "segformer"])
+    plain = camvid.model_config("segformer", args)
+    cutmix = {**plain, "extra_view": "cutmix"}
+    without = {k: v for k, v in plain.items() if k != "extra_view"}  # rows cached before the key existed
+    for method in camvid.METHODS[1:]:
+        fp = camvid.fingerprint("segformer", plain, method=method)
+        assert fp == camvid.fingerprint("segformer", without, method=method)
+        assert (camvid.fingerprint("segformer", cutmix, method=method) != fp) == method.startswith("cpd"), method
+    # cpd distils on the view; cpd-no-kd, the control, trains on it with the mixed label maps
+    for alpha in (0.5, 0.0):
+        config = camvid_runs.train_config({**cutmix, "ft_seed": 0}, steps=5, lr=1e-3, warmup=1, alpha=alpha, view=True)
+        assert config.extra_view == "cutmix" and config.alpha == alpha
+    assert camvid_runs.train_config(cutmix, steps=5, lr=1e-3, warmup=1).extra_view == "none"  # baselines, tp
 
 
 def test_training_key_crop_scale_changes_every_row_and_the_baseline() -> None:

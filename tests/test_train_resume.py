@@ -97,15 +97,18 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
 
 
 @pytest.mark.parametrize(
-    "crash_at, save_every, resumed_from",
-    [(6, 0, 4), (7, 5, 5)],  # mid-epoch (4 = epoch 0, batch 4) and at an epoch boundary (5)
+    "crash_at, save_every, resumed_from, extra_view",
+    # mid-epoch (4 = epoch 0, batch 4) and at an epoch boundary (5); the CutMix KD view
+    # draws from the RNG, which must be restored too
+    [(6, 0, 4, "none"), (7, 5, 5, "none"), (6, 0, 4, "cutmix")],
 )
-def test_resume_after_kill_equals_uninterrupted(data: Any, tmp_path: Path, crash_at: int, save_every: int, resumed_from: int) -> None:
-    straight = run(data, tmp_path / "a", [], save_every=save_every)
+def test_resume_after_kill_equals_uninterrupted(data: Any, tmp_path: Path, crash_at: int, save_every: int,
+                                                resumed_from: int, extra_view: str) -> None:
+    straight = run(data, tmp_path / "a", [], save_every=save_every, extra_view=extra_view)
     with pytest.raises(KeyboardInterrupt):
-        run(data, tmp_path / "b", [Crash(crash_at)], save_every=save_every)
+        run(data, tmp_path / "b", [Crash(crash_at)], save_every=save_every, extra_view=extra_view)
     assert list_checkpoints(tmp_path / "b" / "checkpoints")[-1].name == f"step-{resumed_from:08d}"
-    resumed = run(data, tmp_path / "b", [], save_every=save_every, resume=True)
+    resumed = run(data, tmp_path / "b", [], save_every=save_every, resume=True, extra_view=extra_view)
     assert resumed.step == 12
     assert_same_weights(straight.model, resumed.model)
     assert straight.best == resumed.best

@@ -13,11 +13,14 @@ from cpd.distill.logit_kd import LogitKD, kl_per_sample, logit_kd_loss
 from cpd.distill.loss import DistillLoss, FeaturePair, KDFn, TaskLossFn
 from cpd.distill.mix import mix_losses
 from cpd.distill.pixel_kd import DenseKD, PixelKD, pixel_kd_loss
+from cpd.distill.views import EXTRA_VIEWS, CutMixBox, cutmix_box, cutmix_view, make_view
 
 __all__ = [
     "ChannelKD",
+    "CutMixBox",
     "DenseKD",
     "DistillLoss",
+    "EXTRA_VIEWS",
     "FeatureAxis",
     "FeaturePair",
     "FeatureTaps",
@@ -27,12 +30,15 @@ __all__ = [
     "TaskLossFn",
     "channel_kd_loss",
     "check_feature_layers",
+    "cutmix_box",
+    "cutmix_view",
     "feature_axis",
     "feature_kd_loss",
     "first_tensor",
     "kept_channels",
     "kl_per_sample",
     "logit_kd_loss",
+    "make_view",
     "mean_feature_kd",
     "mix_losses",
     "pixel_kd_loss",

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from cpd.distill.views import EXTRA_VIEWS
+
 __all__ = ["TrainConfig"]
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -56,6 +58,7 @@ class TrainConfig:
     alpha: float = 0.5  # weight of the KD term; 0 = plain task loss (no teacher needed, unless feature_layers)
     temperature: float | None = None  # KD temperature; None: the task's default
     feature_layers: list[str] = field(default_factory=list)  # feature KD: teacher module names (convs, linears, norms) matched by MSE at the kept channels; needs a teacher; []: off
+    extra_view: str = "none"  # "cutmix": also train on a CutMix of each batch, like the batch (label maps mixed by the same box; class labels: KD only); "none": off
     feature_weight: float = 1.0  # weight of the feature KD term (mean MSE over feature_layers), added to the alpha mix
     resume: bool = False  # continue from the newest checkpoint in out_dir/checkpoints if one exists
 
@@ -63,6 +66,7 @@ class TrainConfig:
         self.optimizer = self.optimizer.lower()
         self.schedule = self.schedule.lower()
         self.amp = (self.amp or "none").lower()
+        self.extra_view = (self.extra_view or "none").lower()
         if isinstance(self.feature_layers, str):  # a lone name would iterate as characters
             raise ValueError(f"TrainConfig: feature_layers must be a list of module names, got the string "
                              f"{self.feature_layers!r}; write [{self.feature_layers!r}]")
@@ -78,6 +82,7 @@ class TrainConfig:
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be positive or None, got {self.grad_clip}"),
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}"),
+            (self.extra_view in EXTRA_VIEWS, f"extra_view must be one of {EXTRA_VIEWS}, got {self.extra_view!r}"),
             (self.feature_weight >= 0, f"feature_weight must be >= 0, got {self.feature_weight}"),
             (all(isinstance(n, str) and n for n in self.feature_layers),
              f"feature_layers must be non-empty module names, got {self.feature_layers}"),

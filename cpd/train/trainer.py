@@ -21,9 +21,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from cpd.inputs import call_model, to_device
+from cpd.inputs import to_device
 from cpd.report.atomic import atomic_path
-from cpd.tasks.outputs import logits_of
 from cpd.tasks.task import Task
 from cpd.train.amp import autocast, make_scaler
 from cpd.train.callbacks import Callback
@@ -163,13 +162,8 @@ class Trainer:
         """Forward, backward, callbacks, clip, optimizer step; returns the loss parts and grad norm."""
         assert self.optimizer is not None and self.schedule is not None
         inputs, labels = to_device(inputs, self.device), to_device(labels, self.device)
-        teacher_logits = None
         with autocast(self.device, self.config.amp), self.objective.capturing():  # feature taps record here
-            if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = logits_of(call_model(self.teacher, inputs)).detach()
-            outputs = call_model(self.ddp_model, inputs)
-            loss, parts = self.loss_and_parts(outputs, (labels, teacher_logits))
+            loss, parts, teacher_logits = self.objective.step(self.ddp_model, inputs, labels)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # callbacks and clipping see true gradients
         replaced = False
