@@ -150,3 +150,15 @@ def test_task_options_reach_the_segmentation_task() -> None:
     assert isinstance(task.kd(), ChannelKD) and task.kd().ignore_index == 11
     with pytest.raises(CpdInputError, match="kd_mode must be one of"):
         task_for(Frames(), None, {"kd_mode": "pixels"})  # type: ignore[arg-type]
+
+
+def test_the_teacher_pretrains_without_the_distillation_knobs(tmp_path: Path) -> None:
+    """``pretrain`` trains the teacher on the task loss alone: KD, feature KD and the extra
+    view of the ``train`` section belong to the compression run (a classification view
+    without a teacher could not even be labelled)."""
+    from cpd.config.runner import _pretrain_config, _train_config
+
+    config = config_from_dict(MINIMAL, ["train.extra_view=cutmix", "train.alpha=0.7", "pretrain.steps=10"], where="c.yaml")
+    pre, train = _pretrain_config(config), _train_config(config, tmp_path)
+    assert (pre.extra_view, pre.alpha, pre.feature_layers) == ("none", 0.0, [])
+    assert (train.extra_view, train.alpha) == ("cutmix", 0.7)

@@ -48,7 +48,7 @@ def _pretrain_config(config: RunConfig) -> Any:
     """Training before pruning: the train section's optimizer settings, task loss only."""
     p = config.pretrain
     return dataclasses.replace(config.train, max_steps=p.steps, lr=p.lr, warmup_steps=p.warmup_steps,
-                               alpha=0.0, temperature=None, feature_layers=[], out_dir=None,
+                               alpha=0.0, temperature=None, feature_layers=[], extra_view="none", out_dir=None,
                                resume=False, eval_every=0, save_every=0)
 
 
