@@ -103,17 +103,18 @@ class Objective:
         main_teacher = teacher_logits[:n] if teacher_logits is not None else None
         loss, parts = self.loss_and_parts(logits[:n], (labels, main_teacher))
         mixed = _mixed_labels(made[1], labels, inputs)  # None for class labels
-        if self.distill is not None and teacher_logits is not None and mixed is not None:
-            extra = self.distill(logits[n:], teacher_logits[n:], mixed)[0]  # trained like the batch
-        elif self.distill is not None and teacher_logits is not None:
-            # Class labels cannot be mixed by a box: the KD term alone, weighted as in the batch.
-            extra = self.distill.alpha * self.distill.kd(logits[n:], teacher_logits[n:], None)
+        if self.distill is not None:
+            assert teacher_logits is not None  # a distilling objective always has a teacher (see __init__)
+            # Trained like the batch; class labels cannot be mixed by a box, so they get the KD term alone.
+            extra = (self.distill(logits[n:], teacher_logits[n:], mixed)[0] if mixed is not None
+                     else self.distill.alpha * self.distill.kd(logits[n:], teacher_logits[n:], None))
         elif mixed is not None:
             extra = self.task.loss(logits[n:], mixed)
         else:
+            got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(f"extra_view without distillation (alpha=0) labels the view with the batch's label "
-                             f"maps mixed by the same box; these labels {_shape(labels)} are not (B, H, W) maps like "
-                             f"the images {tuple(inputs.shape)}; set alpha > 0 to label it with the teacher, or "
+                             f"maps mixed by the same box; these labels {got} are not (B, H, W) maps like the "
+                             f"images {tuple(inputs.shape)}; set alpha > 0 to label it with the teacher, or "
                              "extra_view='none'")
         parts["view"] = float(extra.detach())
         loss = loss + extra
@@ -145,10 +146,6 @@ class Objective:
         student = logits_of(outputs)
         kd = self.distill.kd(student, teacher_logits, labels)
         return mix_losses(kd, self.distill.task_loss(student, labels), self.distill.alpha)
-
-
-def _shape(x: Any) -> Any:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
 
 
 def _mixed_labels(box: CutMixBox, labels: Any, inputs: Tensor) -> Tensor | None:
